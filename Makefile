@@ -1,0 +1,31 @@
+# Every target delegates to a Python entry point; the virtual environment is made on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PRESET ?= default
+OUT    ?= build
+JOBS   ?= auto
+
+.PHONY: demo test verilog lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m scripts.demo --preset $(PRESET)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+verilog: $(VENV)/.installed
+	$(PY) -m scripts.generate --preset $(PRESET) -o $(OUT)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check hw sim scripts tests
+
+clean:
+	rm -rf $(VENV) build sim_build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Gateware of the systolic-array accelerator."""

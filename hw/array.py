@@ -1,0 +1,210 @@
+"""The systolic array: a grid of PEs behind stream interfaces, with skew and de-skew inside."""
+
+
+
+from amaranth import *
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+
+from .pe import NorthLane, ProcessingElement, WestLane, operand_shape
+
+__all__ = ["Dataflow", "ALayout", "BLayout", "CLayout", "SystolicArray"]
+
+
+class Dataflow(enum.Enum, shape=1):
+    WS = 0      #: weight-stationary: B is preloaded, A rows stream through
+    OS = 1      #: output-stationary: A columns and B rows stream in together
+
+
+class ALayout(data.StructLayout):
+    """Payload of the A stream.
+
+    ``data[k]`` is A[m, k] for a weight-stationary row m (lanes past K are zero), or
+    A[i, k] of row i for output-stationary step k (lanes past M are zero).
+    ``first``/``last`` mark the first and last beat of a tile. ``rows_m1`` (output-stationary,
+    on the ``last`` beat) is M - 1: how many result rows to return.
+    """
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": data.ArrayLayout(operand_shape(cfg), cfg.rows),
+            "mode": Dataflow,
+            "first": 1,
+            "last": 1,
+            "rows_m1": range(max(cfg.rows, 2)),
+        })
+
+
+class BLayout(data.StructLayout):
+    """Payload of the B stream.
+
+    Weight-stationary (``mode`` WS): row k of the next tile's weights, rows in order from 0;
+    ``last`` ends the tile (the ``rows``-th row ends it in any case). Output-stationary
+    (``mode`` OS): row k of B, consumed together with the A beat of step k.
+    """
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": data.ArrayLayout(operand_shape(cfg), cfg.cols),
+            "mode": Dataflow,
+            "last": 1,
+        })
+
+
+class CLayout(data.StructLayout):
+    """Payload of the result stream: one row of C, ``last`` on the last row of a tile."""
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": data.ArrayLayout(signed(cfg.acc_width), cfg.cols),
+            "last": 1,
+        })
+
+
+class SystolicArray(wiring.Component):
+    """A ``rows`` x ``cols`` systolic array computing ``C = A @ B`` tile by tile.
+
+    Weight-stationary tiles: K <= rows, N <= cols, any M. The B stream preloads a tile's
+    weights while the previous tile computes; the A row marked ``first`` switches to them
+    without a bubble. A tile costs max(M, K) cycles when tiles run back to back.
+
+    Output-stationary tiles: M <= rows, N <= cols, any K. A and B beats pair up; the M result
+    rows leave through the same column pipeline in the M slots after the ``last`` beat,
+    overlapping the next output-stationary tile.
+
+    The whole pipeline advances when the result stream can take a row, so every stall
+    (empty inputs, result backpressure) is lossless. Results leave rows + cols cycles after
+    the row that produced them entered.
+
+    Members
+    -------
+    a : In(stream.Signature(ALayout))
+    b : In(stream.Signature(BLayout))
+    c : Out(stream.Signature(CLayout))
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "a": In(stream.Signature(ALayout(cfg))),
+            "b": In(stream.Signature(BLayout(cfg))),
+            "c": Out(stream.Signature(CLayout(cfg))),
+        })
+
+    @property
+    def latency(self):
+        """Cycles from accepting a row to presenting its result, without stalls."""
+        return self._cfg.rows + self._cfg.cols
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        R, C = cfg.rows, cfg.cols
+        m = Module()
+
+        advance = Signal()
+        m.d.comb += advance.eq(~self.c.valid | self.c.ready)
+
+        # Input control ------------------------------------------------------------------------
+
+        w_ready = Signal()              # a complete weight tile waits in the w_next registers
+        w_row = Signal(range(max(R, 2)))
+        drain_left = Signal(range(R + 1))   # result rows of an OS tile still to drain
+        drain_row = Signal(range(max(R, 2)))
+
+        a, b = self.a.payload, self.b.payload
+        a_ws = a.mode == Dataflow.WS
+        a_os = a.mode == Dataflow.OS
+        b_os = b.mode == Dataflow.OS
+        draining = drain_left != 0
+
+        a_ok = Signal()
+        with m.If(a_ws):
+            # WS rows take the partial-sum column, which a drain slot also needs.
+            m.d.comb += a_ok.eq(~draining & (~a.first | w_ready))
+        with m.Else():
+            # An OS beat needs its B row; an OS tile may end once the previous drain ends
+            # in this slot, so that drain slots never overlap.
+            m.d.comb += a_ok.eq(self.b.valid & b_os & (~a.last | (drain_left <= 1)))
+        m.d.comb += self.a.ready.eq(advance & a_ok)
+        a_fire = self.a.valid & self.a.ready
+        switch = Signal()
+        m.d.comb += switch.eq(a_fire & a_ws & a.first)
+
+        with m.If(b_os):
+            m.d.comb += self.b.ready.eq(advance & self.a.valid & a_os & a_ok)
+        with m.Else():
+            m.d.comb += self.b.ready.eq(advance & (~w_ready | switch))
+        b_fire = self.b.valid & self.b.ready
+        w_fire = b_fire & ~b_os
+        w_last = b.last | (w_row == R - 1)
+
+        # The slot that enters the array this cycle (a bubble when nothing fires).
+        west = [Signal(WestLane(cfg), name=f"west{i}") for i in range(R)]
+        north = [Signal(NorthLane(cfg), name=f"north{j}") for j in range(C)]
+        out_valid = Signal()
+        out_last = Signal()
+        for i in range(R):
+            m.d.comb += [
+                west[i].data.eq(Mux(a_fire, a.data[i], 0)),
+                west[i].ws.eq(a_fire & a_ws),
+                west[i].os.eq(a_fire & a_os),
+                west[i].first.eq(a_fire & a.first),
+                west[i].last.eq(a_fire & a.last),
+                west[i].drain.eq(draining & (drain_row == i)),
+            ]
+        for j in range(C):
+            m.d.comb += [
+                north[j].data.eq(Mux(b_fire, b.data[j], 0)),
+                north[j].load.eq(w_fire),
+                north[j].row.eq(w_row),
+            ]
+        m.d.comb += [
+            out_valid.eq((a_fire & a_ws) | draining),
+            out_last.eq((a_fire & a_ws & a.last) | (drain_left == 1)),
+        ]
+
+        with m.If(advance):
+            with m.If(w_fire):
+                m.d.sync += w_row.eq(Mux(w_last, 0, w_row + 1))
+            m.d.sync += w_ready.eq((w_ready & ~switch) | (w_fire & w_last))
+            with m.If(draining):
+                m.d.sync += [drain_left.eq(drain_left - 1), drain_row.eq(drain_row + 1)]
+            with m.If(a_fire & a_os & a.last):
+                rows = Mux(a.rows_m1 >= R, R - 1, a.rows_m1) + 1
+                m.d.sync += [drain_left.eq(rows), drain_row.eq(0)]
+
+        # Skew: lane i enters i cycles late, column j enters j cycles late ---------------------
+
+        def delayed(sig, n, name):
+            for k in range(n):
+                reg = Signal.like(sig, name=f"{name}_d{k}")
+                with m.If(advance):
+                    m.d.sync += reg.eq(sig)
+                sig = reg
+            return sig
+
+        # The grid -----------------------------------------------------------------------------
+
+        pes = [[ProcessingElement(cfg, row=i) for j in range(C)] for i in range(R)]
+        for i in range(R):
+            for j in range(C):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [
+                    pe.en.eq(advance),
+                    pe.a_i.eq(delayed(west[i], i, f"skew_a{i}") if j == 0 else pes[i][j - 1].a_o),
+                    pe.b_i.eq(delayed(north[j], j, f"skew_b{j}") if i == 0 else pes[i - 1][j].b_o),
+                    pe.psum_i.eq(0 if i == 0 else pes[i - 1][j].psum_o),
+                ]
+
+        # De-skew and the valid/last pipeline --------------------------------------------------
+
+        for j in range(C):
+            m.d.comb += self.c.payload.data[j].eq(
+                delayed(pes[R - 1][j].psum_o, C - 1 - j, f"deskew{j}"))
+        m.d.comb += [
+            self.c.valid.eq(delayed(out_valid, self.latency, "valid")),
+            self.c.payload.last.eq(delayed(out_last, self.latency, "last")),
+        ]
+        return m

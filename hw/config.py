@@ -1,0 +1,136 @@
+"""Accelerator configuration: one frozen object from which every width and depth is derived."""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+__all__ = ["AccelConfig", "PRESETS"]
+
+
+def _is_pow2(x):
+    return x > 0 and (x & (x - 1)) == 0
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Parameters of one accelerator instance.
+
+    Parameters
+    ----------
+    name : str
+        Name of the configuration; used for the generated file names.
+    rows, cols : int
+        Systolic array shape: ``rows`` is the reduction depth of one weight-stationary tile
+        (K), ``cols`` the number of output columns (N).
+    in_width : int
+        Width of the A and B operands in bits.
+    in_signed : bool
+        Whether operands are two's complement (``True``) or unsigned.
+    acc_width : int
+        Accumulator width in bits; sums wrap modulo ``2**acc_width``. At least the product width.
+    spad_depth : int
+        Scratchpad depth in rows of ``rows`` operands (per bank).
+    acc_depth : int
+        Accumulator memory depth in rows of ``cols`` accumulators.
+    mem_ports : int
+        Number of AXI4 memory (HBM pseudo-channel) manager ports.
+    port_width : int
+        Data width of each memory port in bits (a power of two, 32 to 1024).
+    burst_len : int
+        Maximum AXI4 INCR burst length in beats (1 to 256).
+    reads_in_flight : int
+        Outstanding read bursts allowed per port.
+    """
+
+    name: str = "default"
+    rows: int = 8
+    cols: int = 8
+    in_width: int = 8
+    in_signed: bool = True
+    acc_width: int = 32
+    spad_depth: int = 1024
+    acc_depth: int = 512
+    mem_ports: int = 4
+    port_width: int = 256
+    burst_len: int = 16
+    reads_in_flight: int = 32
+
+    def __post_init__(self):
+        def positive(field, value, lo=1, hi=None):
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
+                    hi is not None and value > hi):
+                allowed = f"an integer from {lo} to {hi}" if hi is not None else \
+                    f"an integer of at least {lo}"
+                raise ValueError(f"{field} must be {allowed}, not {value!r}")
+
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"name must be a Python identifier, not {self.name!r}")
+        positive("rows", self.rows, 1, 256)
+        positive("cols", self.cols, 1, 256)
+        positive("in_width", self.in_width, 2, 32)
+        if not isinstance(self.in_signed, bool):
+            raise ValueError(f"in_signed must be True or False, not {self.in_signed!r}")
+        positive("acc_width", self.acc_width, 1, 64)
+        if self.acc_width < self.product_width:
+            raise ValueError(
+                f"acc_width must be at least the product width {self.product_width} "
+                f"(2 * in_width), not {self.acc_width!r}")
+        positive("spad_depth", self.spad_depth, 1)
+        positive("acc_depth", self.acc_depth, 1)
+        positive("mem_ports", self.mem_ports, 1, 32)
+        positive("port_width", self.port_width, 32, 1024)
+        if not _is_pow2(self.port_width):
+            raise ValueError(
+                f"port_width must be a power of two from 32 to 1024, not {self.port_width!r}")
+        positive("burst_len", self.burst_len, 1, 256)
+        positive("reads_in_flight", self.reads_in_flight, 1, 256)
+
+    # Derived widths -------------------------------------------------------------------------
+
+    @property
+    def product_width(self):
+        """Width of one operand product."""
+        return 2 * self.in_width
+
+    @property
+    def port_bytes(self):
+        """Bytes per memory-port beat."""
+        return self.port_width // 8
+
+    @property
+    def macs(self):
+        """Multiply-accumulate units in the array."""
+        return self.rows * self.cols
+
+    @property
+    def in_min(self):
+        return -(1 << (self.in_width - 1)) if self.in_signed else 0
+
+    @property
+    def in_max(self):
+        return (1 << (self.in_width - 1)) - 1 if self.in_signed else (1 << self.in_width) - 1
+
+    # Serialization --------------------------------------------------------------------------
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls(**json.loads(text))
+
+    @classmethod
+    def fields(cls):
+        return dataclasses.fields(cls)
+
+
+PRESETS = {
+    "tiny": AccelConfig(name="tiny", rows=2, cols=2, spad_depth=64, acc_depth=64, mem_ports=1,
+                        port_width=64, burst_len=8, reads_in_flight=4),
+    "default": AccelConfig(),
+    "large": AccelConfig(name="large", rows=16, cols=16, spad_depth=2048, acc_depth=1024),
+}

@@ -1,0 +1,117 @@
+"""Processing element of the systolic array."""
+
+from amaranth import *
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["operand_shape", "WestLane", "NorthLane", "ProcessingElement"]
+
+
+def operand_shape(cfg):
+    return signed(cfg.in_width) if cfg.in_signed else unsigned(cfg.in_width)
+
+
+class WestLane(data.StructLayout):
+    """What moves east through one PE row each cycle: an A operand and the slot's flags.
+
+    ``ws`` marks a weight-stationary row (``first`` switches to the preloaded weights);
+    ``os`` marks an output-stationary step (``first`` restarts, ``last`` captures the
+    accumulator); ``drain`` moves this row's captured result into the partial-sum column.
+    """
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": operand_shape(cfg),
+            "ws": 1, "os": 1, "first": 1, "last": 1, "drain": 1,
+        })
+
+
+class NorthLane(data.StructLayout):
+    """What moves south through one PE column each cycle: a B operand (output-stationary) or a
+    weight (weight-stationary) that the PE of row ``row`` captures when ``load`` is set."""
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": operand_shape(cfg),
+            "load": 1,
+            "row": range(max(cfg.rows, 2)),
+        })
+
+
+class ProcessingElement(wiring.Component):
+    """One multiply-accumulate cell, for both dataflows.
+
+    Weight-stationary: ``psum_o = psum_i + a * w``; ``w`` is the active weight, and two weight
+    registers (active and preloaded) let the next tile's weights arrive while this tile runs.
+    The row that carries ``first`` multiplies by the preloaded weight and makes it active, so
+    switching tiles costs no cycle.
+
+    Output-stationary: the PE keeps ``acc += a * b``; ``last`` copies the final sum into a
+    result register, which a later ``drain`` slot inserts into the partial-sum column.
+
+    Sums wrap modulo ``2**acc_width`` (two's complement).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    row : int
+        Row of this PE in the array; selects which weights it captures.
+
+    Members
+    -------
+    en : In(1)
+        Global advance; every register holds while it is low.
+    a_i, a_o : In/Out(WestLane)
+        From the west neighbour; registered copy to the east neighbour.
+    b_i, b_o : In/Out(NorthLane)
+        From the north neighbour; registered copy to the south neighbour.
+    psum_i, psum_o : In/Out(signed(acc_width))
+        Partial sum from the north; registered partial sum to the south.
+    """
+
+    def __init__(self, cfg, *, row):
+        self._cfg = cfg
+        self._row = row
+        acc = signed(cfg.acc_width)
+        super().__init__({
+            "en": In(1),
+            "a_i": In(WestLane(cfg)), "a_o": Out(WestLane(cfg)),
+            "b_i": In(NorthLane(cfg)), "b_o": Out(NorthLane(cfg)),
+            "psum_i": In(acc), "psum_o": Out(acc),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+
+        acc_shape = signed(cfg.acc_width)
+        w_active = Signal(operand_shape(cfg))
+        w_next = Signal(operand_shape(cfg))
+        acc = Signal(acc_shape)
+        res = Signal(acc_shape)
+
+        a, b = self.a_o, self.b_o       # the operands at this PE in this cycle
+        switch = a.ws & a.first
+        weight = Mux(a.os, b.data, Mux(switch, w_next, w_active))
+        product = Signal(2 * cfg.in_width if not cfg.in_signed else signed(2 * cfg.in_width))
+        m.d.comb += product.eq(a.data * weight)
+        acc_next = Signal(acc_shape)
+        m.d.comb += acc_next.eq(Mux(a.first, 0, acc) + product)
+
+        with m.If(self.en):
+            m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i)]
+            with m.If(switch):
+                m.d.sync += w_active.eq(w_next)
+            with m.If(b.load & (b.row == self._row)):
+                m.d.sync += w_next.eq(b.data)
+            with m.If(a.os):
+                m.d.sync += acc.eq(acc_next)
+                with m.If(a.last):
+                    m.d.sync += res.eq(acc_next)
+            with m.If(a.drain):
+                m.d.sync += self.psum_o.eq(res)
+            with m.Elif(a.ws):
+                m.d.sync += self.psum_o.eq(self.psum_i + product)
+            with m.Else():
+                m.d.sync += self.psum_o.eq(self.psum_i)
+        return m

@@ -1,0 +1,1 @@
+"""Everything that runs against the gateware: references, models, drivers, testbenches."""

@@ -1,0 +1,25 @@
+"""numpy reference of the accelerator's arithmetic."""
+
+import numpy as np
+
+__all__ = ["wrap", "matmul", "random_operands"]
+
+
+def wrap(x, bits):
+    """Two's-complement wrap of integers to ``bits`` bits (what a ``bits``-wide register holds)."""
+    x = np.asarray(x, dtype=object if bits > 62 else np.int64)
+    mask = (1 << bits) - 1
+    half = 1 << (bits - 1)
+    return ((x + half) & mask) - half
+
+
+def matmul(a, b, acc_width):
+    """``a @ b`` with exact integer products, summed modulo ``2**acc_width``."""
+    a = np.asarray(a, dtype=object)
+    b = np.asarray(b, dtype=object)
+    return wrap(np.asarray(a.dot(b), dtype=object), acc_width).astype(np.int64)
+
+
+def random_operands(rng, cfg, shape):
+    """Uniformly random operands over the whole range of the configured input type."""
+    return rng.integers(cfg.in_min, cfg.in_max, size=shape, endpoint=True, dtype=np.int64)
