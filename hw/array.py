@@ -6,7 +6,6 @@ from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-
 from .pe import NorthLane, ProcessingElement, WestLane, operand_shape
 
 __all__ = ["Dataflow", "ALayout", "BLayout", "CLayout", "SystolicArray"]

@@ -37,7 +37,7 @@ def main(argv=None):
             env={"TB_DEMO_OUT": str(out), "TB_DEMO_M": str(args.m), "TB_SEED": str(args.seed)})
         report = json.loads(out.read_text())
     print(f"[demo] simulated in {time.monotonic() - t0:.1f} s")
-    print(f"[demo] C = A @ B with A {args.m}x{cfg.rows}, B {cfg.rows}x{cfg.cols} (weight-stationary)")
+    print(f"[demo] C = A @ B, A {args.m}x{cfg.rows}, B {cfg.rows}x{cfg.cols}, weight-stationary")
     print(f"[demo] numpy check: {'PASS, bit-exact' if report['max_abs_error'] == 0 else 'FAIL'}")
     print(f"[demo] cycles, first weight in to last result out: {report['cycles']}")
     print(f"[demo] MAC utilization over those cycles: {100 * report['utilization']:.1f}% "

@@ -1,10 +1,8 @@
 """Turn matrices into the systolic array's stream beats and results back into matrices."""
 
-import numpy as np
-
 from hw.array import Dataflow
 
-__all__ = ["ws_tile", "os_tile", "ws_cycles"]
+__all__ = ["ws_tile", "os_tile"]
 
 
 def _pad(vec, n):
@@ -42,17 +40,3 @@ def os_tile(cfg, a, b):
     b_beats = [{"data": _pad(b[s], cfg.cols), "mode": Dataflow.OS, "last": 0}
                for s in range(k)]
     return a_beats, b_beats
-
-
-def ws_cycles(cfg, ms):
-    """Cycles a back-to-back sequence of weight-stationary tiles of ``ms`` rows (each with a full
-    ``rows`` x ``cols`` weight tile) needs from the first A row accepted to the last result
-    row delivered, when nothing stalls: every tile costs max(M, rows) cycles of A input,
-    except that the first tile's weights load before it, plus the pipeline latency."""
-    body = sum(max(m, cfg.rows) for m in ms[1:]) + ms[0]
-    return body + cfg.rows + cfg.cols - 1
-
-
-def collect(rows, n):
-    """Stack result-stream rows (lists of ints) into an int64 matrix of their first n columns."""
-    return np.array([r[:n] for r in rows], dtype=np.int64).reshape(len(rows), n)

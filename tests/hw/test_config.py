@@ -1,0 +1,54 @@
+import dataclasses
+
+import pytest
+
+from hw.config import PRESETS, AccelConfig
+
+
+def test_presets_shapes():
+    assert (PRESETS["tiny"].rows, PRESETS["tiny"].cols) == (2, 2)
+    assert (PRESETS["default"].rows, PRESETS["default"].cols) == (8, 8)
+    assert (PRESETS["large"].rows, PRESETS["large"].cols) == (16, 16)
+    for name, cfg in PRESETS.items():
+        assert cfg.name == name
+
+
+def test_derived_widths():
+    cfg = AccelConfig(in_width=8, port_width=256, rows=4, cols=6)
+    assert cfg.product_width == 16
+    assert cfg.port_bytes == 32
+    assert cfg.macs == 24
+    assert (cfg.in_min, cfg.in_max) == (-128, 127)
+    assert (cfg.replace(in_signed=False).in_min, cfg.replace(in_signed=False).in_max) == (0, 255)
+
+
+def test_json_round_trip():
+    for cfg in PRESETS.values():
+        assert AccelConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PRESETS["default"].rows = 4
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"rows": 0}, ["rows", "0", "from 1 to 256"]),
+    ({"cols": 0}, ["cols", "0"]),
+    ({"rows": 0, "cols": 8}, ["rows", "0"]),
+    ({"acc_width": 15}, ["acc_width", "15", "product width 16"]),
+    ({"port_width": 96}, ["port_width", "96", "power of two"]),
+    ({"port_width": 2048}, ["port_width", "2048"]),
+    ({"in_width": 1}, ["in_width", "1"]),
+    ({"rows": 2.5}, ["rows", "2.5"]),
+    ({"rows": True}, ["rows", "True"]),
+    ({"in_signed": 1}, ["in_signed", "1"]),
+    ({"burst_len": 300}, ["burst_len", "300"]),
+    ({"mem_ports": 0}, ["mem_ports", "0"]),
+    ({"name": "9x"}, ["name", "9x"]),
+])
+def test_bad_values_name_value_and_allowed(changes, words):
+    with pytest.raises(ValueError) as info:
+        AccelConfig(**changes)
+    for word in words:
+        assert word in str(info.value)
