@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from hw.config import PRESETS, AccelConfig
+from scripts import demo, generate
+
+
+def test_generate_writes_verilog_and_config(tmp_path):
+    generate.main(["--preset", "tiny", "--cols", "3", "--name", "t2x3", "-o", str(tmp_path)])
+    text = (tmp_path / "t2x3.v").read_text()
+    assert "module systolic_array" in text
+    for port in ("a__payload", "a__valid", "a__ready", "b__payload", "c__payload", "c__ready"):
+        assert port in text
+    cfg = AccelConfig.from_json((tmp_path / "t2x3.json").read_text())
+    assert cfg == PRESETS["tiny"].replace(cols=3, name="t2x3")
+    assert json.loads((tmp_path / "t2x3.json").read_text())["cols"] == 3
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--rows", "0"], ["rows", "0"]),
+    (["--port-width", "100"], ["port_width", "100", "power of two"]),
+    (["--acc-width", "8"], ["acc_width", "8"]),
+    (["--preset", "huge"], ["huge", "tiny"]),
+    (["--rows", "x"], ["--rows", "'x'"]),
+    (["--in-signed", "maybe"], ["maybe"]),
+    (["--top", "nothing"], ["nothing", "systolic_array"]),
+])
+@pytest.mark.parametrize("tool", [generate, demo])
+def test_bad_arguments_exit_2_with_one_line(tool, argv, words, capsys, tmp_path):
+    if tool is demo and argv[0] == "--top":
+        argv = ["--m", "0"]
+        words = ["--m", "0"]
+    with pytest.raises(SystemExit) as info:
+        tool.main(argv + (["-o", str(tmp_path)] if tool is generate else []))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for word in words:
+        assert word in err
