@@ -40,9 +40,9 @@ class ArrayBench:
         dut = self.dut
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         dut.rst.value = 1
-        dut.a__valid.value = 0
-        dut.b__valid.value = 0
-        dut.c__ready.value = 0
+        dut.a_valid.value = 0
+        dut.b_valid.value = 0
+        dut.c_ready.value = 0
         for _ in range(2):
             await RisingEdge(dut.clk)
         dut.rst.value = 0
@@ -65,28 +65,28 @@ class ArrayBench:
                     f"timeout after {cycle} cycles: {ai}/{len(a_bits)} A beats, "
                     f"{bi}/{len(b_bits)} B beats, {len(out)}/{n_out} results")
             if not a_on and ai < len(a_bits) and rng.random() >= self.idle:
-                dut.a__payload.value = a_bits[ai]
+                dut.a_payload.value = a_bits[ai]
                 a_on = True
             if not b_on and bi < len(b_bits) and rng.random() >= self.idle:
-                dut.b__payload.value = b_bits[bi]
+                dut.b_payload.value = b_bits[bi]
                 b_on = True
-            dut.a__valid.value = a_on
-            dut.b__valid.value = b_on
+            dut.a_valid.value = a_on
+            dut.b_valid.value = b_on
             c_ready = rng.random() >= self.stall
-            dut.c__ready.value = c_ready
+            dut.c_ready.value = c_ready
             await ReadOnly()
-            if a_on and dut.a__ready.value:
+            if a_on and dut.a_ready.value:
                 a_when.append(cycle)
                 ai += 1
                 a_on = False
-            if b_on and dut.b__ready.value:
+            if b_on and dut.b_ready.value:
                 b_when.append(cycle)
                 bi += 1
                 b_on = False
-            if c_ready and dut.c__valid.value:
+            if c_ready and dut.c_valid.value:
                 if len(out) >= n_out:
                     raise AssertionError(f"unexpected result row at cycle {cycle}")
-                row = self.c_layout.from_bits(dut.c__payload.value.to_unsigned())
+                row = self.c_layout.from_bits(dut.c_payload.value.to_unsigned())
                 out.append((cycle, [int(v) for v in row.data], int(row.last)))
             await RisingEdge(dut.clk)
             cycle += 1

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import ValueCastable
 
 from hw.array import SystolicArray
 from hw.config import AccelConfig
@@ -50,11 +51,22 @@ def generate(cfg, out_dir, top="systolic_array"):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dut = TOPS[top](cfg)
-    text = verilog.convert(dut, name=top, emit_src=False)
+    text = verilog.convert(dut, name=top, ports=flat_ports(dut), emit_src=False)
     v_path = out_dir / f"{cfg.name}.v"
     v_path.write_text(text)
     (out_dir / f"{cfg.name}.json").write_text(cfg.to_json() + "\n")
     return v_path
+
+
+def flat_ports(component):
+    """Top-level ports of ``component`` named with single underscores (``m_axi_hbm0_awaddr``,
+    ``a_valid``), as vendor tools and cocotbext-axi expect."""
+    ports = {}
+    for path, _, value in component.signature.flatten(component):
+        if isinstance(value, ValueCastable):
+            value = value.as_value()
+        ports["_".join(map(str, path))] = (value, None)     # direction follows the netlist
+    return ports
 
 
 def _source_digest(cfg, top):

@@ -10,7 +10,7 @@ def test_generate_writes_verilog_and_config(tmp_path):
     generate.main(["--preset", "tiny", "--cols", "3", "--name", "t2x3", "-o", str(tmp_path)])
     text = (tmp_path / "t2x3.v").read_text()
     assert "module systolic_array" in text
-    for port in ("a__payload", "a__valid", "a__ready", "b__payload", "c__payload", "c__ready"):
+    for port in ("a_payload", "a_valid", "a_ready", "b_payload", "c_payload", "c_ready"):
         assert port in text
     cfg = AccelConfig.from_json((tmp_path / "t2x3.json").read_text())
     assert cfg == PRESETS["tiny"].replace(cols=3, name="t2x3")
