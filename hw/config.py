@@ -39,7 +39,12 @@ class AccelConfig:
     burst_len : int
         Maximum AXI4 INCR burst length in beats (1 to 256).
     reads_in_flight : int
-        Outstanding read bursts allowed per port.
+        Outstanding read bursts allowed per port (a multiple of ``axi_ids``).
+    axi_ids : int
+        AXI IDs used per port (a power of two); bursts take them in turn, so responses of
+        different bursts may return out of order.
+    addr_width : int
+        Byte address width of the accelerator's global (interleaved) address space.
     """
 
     name: str = "default"
@@ -54,6 +59,8 @@ class AccelConfig:
     port_width: int = 256
     burst_len: int = 16
     reads_in_flight: int = 32
+    axi_ids: int = 4
+    addr_width: int = 34
 
     def __post_init__(self):
         def positive(field, value, lo=1, hi=None):
@@ -84,6 +91,14 @@ class AccelConfig:
                 f"port_width must be a power of two from 32 to 1024, not {self.port_width!r}")
         positive("burst_len", self.burst_len, 1, 256)
         positive("reads_in_flight", self.reads_in_flight, 1, 256)
+        positive("axi_ids", self.axi_ids, 1, 256)
+        if not _is_pow2(self.axi_ids) or self.reads_in_flight % self.axi_ids:
+            raise ValueError(f"axi_ids must be a power of two dividing reads_in_flight "
+                             f"({self.reads_in_flight}), not {self.axi_ids!r}")
+        if not _is_pow2(self.mem_ports):
+            raise ValueError(f"mem_ports must be a power of two from 1 to 32, "
+                             f"not {self.mem_ports!r}")
+        positive("addr_width", self.addr_width, 16, 64)
 
     # Derived widths -------------------------------------------------------------------------
 
@@ -96,6 +111,21 @@ class AccelConfig:
     def port_bytes(self):
         """Bytes per memory-port beat."""
         return self.port_width // 8
+
+    @property
+    def stripe_bytes(self):
+        """Bytes of one engine beat: one port word from each port. Consecutive port words of
+        the global address space go to consecutive ports (the interleave granule)."""
+        return self.port_bytes * self.mem_ports
+
+    @property
+    def port_addr_width(self):
+        """Byte address width seen on each memory port."""
+        return self.addr_width - (self.mem_ports.bit_length() - 1)
+
+    @property
+    def axi_id_width(self):
+        return max(1, (self.axi_ids - 1).bit_length())
 
     @property
     def macs(self):

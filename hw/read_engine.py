@@ -1,0 +1,303 @@
+"""Read engine: 2-D strided transfers from N interleaved AXI4 ports into a stream of stripes."""
+
+from amaranth import *
+from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import AXI4Signature, Burst, Resp
+from .transfer import (Beat, BeatPlanner, BurstPlanner, BurstRequest, Descriptor, Status,
+                       _log2)
+
+__all__ = ["port_signature", "ReadPort", "ReadEngine", "DescriptorFanout", "global_addr"]
+
+
+def port_signature(cfg):
+    """The AXI4 signature of one memory port."""
+    return AXI4Signature(addr_width=cfg.port_addr_width, data_width=cfg.port_width,
+                         id_width=cfg.axi_id_width)
+
+
+def global_addr(cfg, port, port_addr):
+    """Global byte address of byte ``port_addr`` of port ``port`` (an Amaranth expression)."""
+    lw, ln = _log2(cfg.port_bytes), _log2(cfg.mem_ports)
+    word = port_addr[lw:]
+    return Cat(port_addr[:lw], Const(port, max(ln, 1))[:ln], word)
+
+
+class ReadPort(wiring.Component):
+    """One AXI4 read port with many bursts in flight and in-order delivery.
+
+    Burst ``t`` takes slot ``t % reads_in_flight`` of a reorder buffer and ID
+    ``t % axi_ids``; the subordinate keeps each ID in order, so every ID's next slot is known
+    and R beats of different IDs may arrive in any order or interleaved. Slots drain in issue
+    order, one word per cycle.
+
+    Members
+    -------
+    burst : In(stream.Signature(BurstRequest))
+    axi : Out(AXI4Signature)
+        Read channels only; the write channels are idle.
+    word : Out(stream.Signature(port_width))
+    stop : In(1)
+        Issue no more bursts (bursts in flight still complete).
+    outstanding : Out(range)
+        Bursts issued whose last beat has not arrived.
+    resp, err_addr : Out
+        First non-OKAY response and the port address of its beat.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "burst": In(stream.Signature(BurstRequest(cfg))),
+            "axi": Out(port_signature(cfg)),
+            "word": Out(stream.Signature(cfg.port_width)),
+            "stop": In(1),
+            "outstanding": Out(range(cfg.reads_in_flight + 1)),
+            "resp": Out(2),
+            "err_addr": Out(cfg.port_addr_width),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        S, K, B = cfg.reads_in_flight, cfg.axi_ids, cfg.burst_len
+        m = Module()
+        axi = self.axi
+
+        m.submodules.rob = rob = memory.Memory(shape=cfg.port_width, depth=S * B, init=[])
+        wr = rob.write_port()
+        rd = rob.read_port(transparent_for=())
+
+        slot_len = Array(Signal(8, name=f"slot_len{i}") for i in range(S))
+        slot_addr = Array(Signal(cfg.port_addr_width, name=f"slot_addr{i}") for i in range(S))
+        done = Array(Signal(name=f"done{i}") for i in range(S))
+        issue = Signal(range(S))
+        in_use = Signal(range(S + 1))         # slots allocated and not yet drained
+
+        # AR: a register stage, so that stop never withdraws a valid address.
+        load = Signal()
+        m.d.comb += [
+            load.eq((~axi.arvalid | axi.arready) & ~self.stop & (in_use < S)),
+            self.burst.ready.eq(load),
+            axi.arsize.eq(_log2(cfg.port_bytes)),
+            axi.arburst.eq(Burst.INCR),
+        ]
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += axi.arvalid.eq(0)
+        with m.If(load & self.burst.valid):
+            m.d.sync += [
+                axi.arvalid.eq(1),
+                axi.araddr.eq(self.burst.payload.addr),
+                axi.arlen.eq(self.burst.payload.len),
+                axi.arid.eq(issue % K),
+                slot_len[issue].eq(self.burst.payload.len),
+                slot_addr[issue].eq(self.burst.payload.addr),
+                issue.eq(Mux(issue == S - 1, 0, issue + 1)),
+            ]
+
+        # R: every beat goes to the slot its ID is known to be working on.
+        rx_slot = Array(Signal(range(S), init=i, name=f"rx_slot{i}") for i in range(K))
+        rx_beat = Array(Signal(range(B), name=f"rx_beat{i}") for i in range(K))
+        rid = axi.rid[:max(1, _log2(K))] if K > 1 else C(0, 1)
+        slot = rx_slot[rid]
+        beat = rx_beat[rid]
+        m.d.comb += [
+            axi.rready.eq(1),
+            wr.addr.eq(slot * B + beat),
+            wr.data.eq(axi.rdata),
+            wr.en.eq(axi.rvalid),
+        ]
+        completed = Signal()
+        with m.If(axi.rvalid):
+            with m.If(axi.rlast):
+                m.d.comb += completed.eq(1)
+                m.d.sync += [done[slot].eq(1), beat.eq(0),
+                             slot.eq(Mux(slot >= S - K, slot + K - S, slot + K))]
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+            with m.If((axi.rresp != Resp.OKAY) & (self.resp == Resp.OKAY)):
+                m.d.sync += [self.resp.eq(axi.rresp),
+                             self.err_addr.eq(slot_addr[slot] + (beat << _log2(cfg.port_bytes)))]
+        started = axi.arvalid & axi.arready
+        m.d.sync += self.outstanding.eq(self.outstanding + started - completed)
+
+        # Drain the oldest slot in order.
+        head = Signal(range(S))
+        head_beat = Signal(8)
+        take = Signal()
+        freed = Signal()
+        m.d.comb += [
+            take.eq(done[head] & (~self.word.valid | self.word.ready)),
+            rd.addr.eq(head * B + head_beat),
+            rd.en.eq(take),
+            self.word.payload.eq(rd.data),
+        ]
+        with m.If(take):
+            m.d.sync += self.word.valid.eq(1)
+            with m.If(head_beat == slot_len[head]):
+                m.d.comb += freed.eq(1)
+                m.d.sync += [head_beat.eq(0), done[head].eq(0),
+                             head.eq(Mux(head == S - 1, 0, head + 1))]
+            with m.Else():
+                m.d.sync += head_beat.eq(head_beat + 1)
+        with m.Elif(self.word.ready):
+            m.d.sync += self.word.valid.eq(0)
+        m.d.sync += in_use.eq(in_use + (load & self.burst.valid) - freed)
+        return m
+
+
+class DescriptorFanout(wiring.Component):
+    """Copies each descriptor into ``n`` queues (one per planner), taken when all have room."""
+
+    def __init__(self, cfg, n, depth=4):
+        self._cfg, self._n, self._depth = cfg, n, depth
+        super().__init__({
+            "i": In(stream.Signature(Descriptor(cfg))),
+            "o": Out(stream.Signature(Descriptor(cfg))).array(n),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fifos = [fifo.SyncFIFOBuffered(width=Descriptor(self._cfg).size, depth=self._depth)
+                 for _ in range(self._n)]
+        all_room = Signal()
+        m.d.comb += all_room.eq(Cat(f.w_rdy for f in fifos).all())
+        m.d.comb += self.i.ready.eq(all_room)
+        for k, f in enumerate(fifos):
+            m.submodules[f"fifo{k}"] = f
+            m.d.comb += [
+                f.w_data.eq(self.i.payload),
+                f.w_en.eq(self.i.valid & all_room),
+                self.o[k].payload.eq(f.r_data),
+                self.o[k].valid.eq(f.r_rdy),
+                f.r_en.eq(self.o[k].ready),
+            ]
+        return m
+
+
+class ReadEngine(wiring.Component):
+    """Reads 2-D strided transfers over ``mem_ports`` interleaved AXI4 ports.
+
+    Each descriptor becomes, per port, a sequence of INCR bursts (at most ``burst_len`` beats,
+    never across 4 KiB), with up to ``reads_in_flight`` bursts in flight per port; the data
+    leaves in address order as stripes (one word per port) with a byte mask, ``last`` at the
+    end of each row and ``end`` at the end of the transfer, followed by one ``status``.
+
+    On a SLVERR or DECERR, the engine issues no more bursts, waits for those in flight,
+    reports the first error (with its global address) as the status of the failing transfer,
+    drops the transfers queued behind it, and is idle again.
+
+    Members
+    -------
+    desc : In(stream.Signature(Descriptor))
+    data : Out(stream.Signature(Beat))
+    status : Out(stream.Signature(Status))
+    m_axi_hbm<p> : Out(AXI4Signature), one per port
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        members = {
+            "desc": In(stream.Signature(Descriptor(cfg))),
+            "data": Out(stream.Signature(Beat(cfg))),
+            "status": Out(stream.Signature(Status(cfg))),
+        }
+        for p in range(cfg.mem_ports):
+            members[f"m_axi_hbm{p}"] = Out(port_signature(cfg))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        N = cfg.mem_ports
+        m = Module()
+
+        stop = Signal()
+        abort = Signal()
+        reset = lambda mod: ResetInserter(abort)(mod)  # noqa: E731
+
+        # Invalid descriptors reach only the beat planner, which reports them in order.
+        m.submodules.fanout = fanout = reset(DescriptorFanout(cfg, N + 1))
+        m.d.comb += [fanout.i.payload.eq(self.desc.payload),
+                     fanout.i.valid.eq(self.desc.valid & ~stop),
+                     self.desc.ready.eq(fanout.i.ready & ~stop)]
+
+        m.submodules.beats = beats = reset(BeatPlanner(cfg))
+        plan_desc = fanout.o[N]
+        m.d.comb += [beats.desc.payload.eq(plan_desc.payload)]
+        plan_invalid = (plan_desc.payload.rows == 0) | (plan_desc.payload.row_bytes == 0)
+
+        ports = []
+        for p in range(N):
+            planner = reset(BurstPlanner(cfg, p))
+            port = reset(ReadPort(cfg))
+            m.submodules[f"planner{p}"] = planner
+            m.submodules[f"port{p}"] = port
+            q = fanout.o[p]
+            q_invalid = (q.payload.rows == 0) | (q.payload.row_bytes == 0)
+            m.d.comb += [
+                planner.desc.payload.eq(q.payload),
+                planner.desc.valid.eq(q.valid & ~q_invalid),
+                q.ready.eq(planner.desc.ready | q_invalid),
+                port.stop.eq(stop),
+            ]
+            wiring.connect(m, planner.burst, port.burst)
+            wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
+            ports.append(port)
+
+        # Statuses queue up, outside the reset that an error applies to the datapath.
+        m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
+            width=Status(cfg).size, depth=4)
+        m.d.comb += [self.status.payload.eq(statuses.r_data),
+                     self.status.valid.eq(statuses.r_rdy),
+                     statuses.r_en.eq(self.status.ready)]
+        status_in = Signal(Status(cfg))
+        m.d.comb += statuses.w_data.eq(status_in)
+
+        # Merge: one stripe when every port taking part has its word.
+        plan = beats.plan
+        words_ready = Cat(ports[p].word.valid | ~plan.payload.lanes[p] for p in range(N)).all()
+        out_ready = Signal()
+        m.d.comb += out_ready.eq(~self.data.valid | self.data.ready)
+        fire = Signal()
+        m.d.comb += fire.eq(plan.valid & words_ready & out_ready & ~stop &
+                            (~plan.payload.end | statuses.w_rdy))
+        m.d.comb += plan.ready.eq(fire)
+        for p in range(N):
+            m.d.comb += ports[p].word.ready.eq(fire & plan.payload.lanes[p])
+
+        with m.If(fire):
+            m.d.sync += [
+                self.data.valid.eq(1),
+                self.data.payload.data.eq(Cat(ports[p].word.payload for p in range(N))),
+                self.data.payload.mask.eq(plan.payload.mask),
+                self.data.payload.last.eq(plan.payload.last),
+                self.data.payload.end.eq(plan.payload.end),
+            ]
+        with m.Elif(self.data.ready):
+            m.d.sync += self.data.valid.eq(0)
+
+        # The beat planner hands invalid descriptors straight to the status queue.
+        with m.If(plan_desc.valid & plan_invalid & ~stop):
+            m.d.comb += [plan_desc.ready.eq(statuses.w_rdy),
+                         statuses.w_en.eq(1),
+                         status_in.invalid.eq(1),
+                         status_in.addr.eq(plan_desc.payload.addr)]
+        with m.Else():
+            m.d.comb += [beats.desc.valid.eq(plan_desc.valid & ~plan_invalid),
+                         plan_desc.ready.eq(beats.desc.ready & ~plan_invalid)]
+            with m.If(fire & plan.payload.end):
+                m.d.comb += statuses.w_en.eq(1)
+
+        # Errors: stop issuing, wait for every burst in flight, report, reset the datapath.
+        resp = Signal(2)
+        err_addr = Signal(cfg.addr_width)
+        for p in reversed(range(N)):
+            with m.If(ports[p].resp != Resp.OKAY):
+                m.d.comb += [resp.eq(ports[p].resp),
+                             err_addr.eq(global_addr(cfg, p, ports[p].err_addr))]
+        m.d.comb += stop.eq(resp != Resp.OKAY)
+        quiet = Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all()
+        with m.If(stop & quiet & statuses.w_rdy):
+            m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
+                         status_in.resp.eq(resp), status_in.addr.eq(err_addr)]
+        return m
