@@ -1,0 +1,237 @@
+"""Write engine: a stream of stripes into 2-D strided transfers over N interleaved AXI4 ports."""
+
+from amaranth import *
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import Burst, Resp
+from .read_engine import global_addr, port_signature
+from .transfer import Beat, BeatPlanner, BurstPlanner, BurstRequest, Descriptor, Status, _log2
+
+__all__ = ["WritePort", "WriteEngine"]
+
+
+class WritePort(wiring.Component):
+    """One AXI4 write port: issues the bursts of its planner, sends their words with exact
+    WSTRB, and counts B responses.
+
+    Burst ``t`` uses ID ``t % axi_ids`` and remembers its address in slot
+    ``t % reads_in_flight`` (the limit of bursts in flight), so that an error names its
+    address. W data of a burst goes out only after its address was accepted.
+
+    Members
+    -------
+    burst : In(stream.Signature(BurstRequest))
+    word : In(stream.Signature({data, strb}))
+    axi : Out(AXI4Signature)
+        Write channels only; the read channels are idle.
+    stop : In(1)
+        Issue no more bursts (bursts already issued still get their data).
+    busy : Out(1)
+        A burst is issued, waiting for data, or waiting for its response.
+    resp, err_addr : Out
+        First non-OKAY response and the port address of its burst.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "burst": In(stream.Signature(BurstRequest(cfg))),
+            "word": In(stream.Signature(data.StructLayout(
+                {"data": cfg.port_width, "strb": cfg.port_bytes}))),
+            "axi": Out(port_signature(cfg)),
+            "stop": In(1),
+            "busy": Out(1),
+            "resp": Out(2),
+            "err_addr": Out(cfg.port_addr_width),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        S, K = cfg.reads_in_flight, cfg.axi_ids
+        m = Module()
+        axi = self.axi
+
+        slot_addr = Array(Signal(cfg.port_addr_width, name=f"slot_addr{i}") for i in range(S))
+        issue = Signal(range(S))
+        outstanding = Signal(range(S + 1))
+
+        load = Signal()
+        m.d.comb += [
+            load.eq((~axi.awvalid | axi.awready) & ~self.stop & (outstanding < S)),
+            self.burst.ready.eq(load),
+            axi.awsize.eq(_log2(cfg.port_bytes)),
+            axi.awburst.eq(Burst.INCR),
+        ]
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += axi.awvalid.eq(0)
+        with m.If(load & self.burst.valid):
+            m.d.sync += [
+                axi.awvalid.eq(1),
+                axi.awaddr.eq(self.burst.payload.addr),
+                axi.awlen.eq(self.burst.payload.len),
+                axi.awid.eq(issue % K),
+                slot_addr[issue].eq(self.burst.payload.addr),
+                issue.eq(Mux(issue == S - 1, 0, issue + 1)),
+            ]
+        started = load & self.burst.valid
+
+        # W: lengths of accepted bursts, in order; a register stage holds each beat stable.
+        # After stop, the bursts already issued are completed with empty beats (WSTRB 0),
+        # so nothing more is written and every burst still gets its response.
+        m.submodules.lens = lens = fifo.SyncFIFOBuffered(width=8, depth=S)
+        m.d.comb += [lens.w_data.eq(axi.awlen), lens.w_en.eq(axi.awvalid & axi.awready)]
+        beat = Signal(8)
+        w_load = Signal()
+        m.d.comb += [
+            w_load.eq((~axi.wvalid | axi.wready) & lens.r_rdy & (self.word.valid | self.stop)),
+            self.word.ready.eq(w_load & ~self.stop),
+        ]
+        with m.If(axi.wvalid & axi.wready):
+            m.d.sync += axi.wvalid.eq(0)
+        with m.If(w_load):
+            m.d.sync += [
+                axi.wvalid.eq(1),
+                axi.wdata.eq(self.word.payload.data),
+                axi.wstrb.eq(Mux(self.stop, 0, self.word.payload.strb)),
+                axi.wlast.eq(beat == lens.r_data),
+            ]
+            with m.If(beat == lens.r_data):
+                m.d.sync += beat.eq(0)
+                m.d.comb += lens.r_en.eq(1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+
+        # B: every ID answers in order, so its next slot is known.
+        rx_slot = Array(Signal(range(S), init=i, name=f"rx_slot{i}") for i in range(K))
+        bid = axi.bid[:max(1, _log2(K))] if K > 1 else C(0, 1)
+        slot = rx_slot[bid]
+        m.d.comb += axi.bready.eq(1)
+        with m.If(axi.bvalid):
+            m.d.sync += slot.eq(Mux(slot >= S - K, slot + K - S, slot + K))
+            with m.If((axi.bresp != Resp.OKAY) & (self.resp == Resp.OKAY)):
+                m.d.sync += [self.resp.eq(axi.bresp), self.err_addr.eq(slot_addr[slot])]
+        m.d.sync += outstanding.eq(outstanding + started - axi.bvalid)
+        m.d.comb += self.busy.eq((outstanding != 0) | axi.awvalid)
+        return m
+
+
+class WriteEngine(wiring.Component):
+    """Writes 2-D strided transfers over ``mem_ports`` interleaved AXI4 ports.
+
+    The data stream carries the stripes of the destination in address order (as the read
+    engine produces them for the same addresses); the engine writes exactly the bytes of the
+    transfer (WSTRB from the descriptor), and reports the transfer's status once every burst
+    has its B response: OKAY, or the first SLVERR/DECERR with its global address. After an
+    error it issues nothing more, completes the bursts in flight with empty beats (so no
+    further byte is written), reports, and is idle again; the requester does not send the
+    rest of the failing transfer's data. Transfers run one after the other.
+
+    Members
+    -------
+    desc : In(stream.Signature(Descriptor))
+    data : In(stream.Signature(Beat))
+    status : Out(stream.Signature(Status))
+    m_axi_hbm<p> : Out(AXI4Signature), one per port
+    """
+
+    def __init__(self, cfg, fifo_depth=None):
+        self._cfg = cfg
+        self._fifo_depth = fifo_depth or 2 * cfg.burst_len
+        members = {
+            "desc": In(stream.Signature(Descriptor(cfg))),
+            "data": In(stream.Signature(Beat(cfg))),
+            "status": Out(stream.Signature(Status(cfg))),
+        }
+        for p in range(cfg.mem_ports):
+            members[f"m_axi_hbm{p}"] = Out(port_signature(cfg))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        N, W = cfg.mem_ports, cfg.port_bytes
+        m = Module()
+
+        abort = Signal()
+        stop = Signal()
+        reset = lambda mod: ResetInserter(abort)(mod)  # noqa: E731
+
+        m.submodules.beats = beats = reset(BeatPlanner(cfg))
+        planners, ports, words = [], [], []
+        for p in range(N):
+            planner = m.submodules[f"planner{p}"] = reset(BurstPlanner(cfg, p))
+            port = m.submodules[f"port{p}"] = reset(WritePort(cfg))
+            q = m.submodules[f"words{p}"] = reset(fifo.SyncFIFOBuffered(
+                width=9 * W, depth=self._fifo_depth))
+            wiring.connect(m, planner.burst, port.burst)
+            wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
+            m.d.comb += [
+                port.stop.eq(stop),
+                port.word.payload.eq(q.r_data),
+                port.word.valid.eq(q.r_rdy),
+                q.r_en.eq(port.word.ready),
+            ]
+            planners.append(planner)
+            ports.append(port)
+            words.append(q)
+
+        # Split each stripe into the ports that take part.
+        plan = beats.plan
+        room = Cat(words[p].w_rdy | ~plan.payload.lanes[p] for p in range(N)).all()
+        split = Signal()
+        m.d.comb += split.eq(plan.valid & self.data.valid & room & ~stop)
+        m.d.comb += [plan.ready.eq(split), self.data.ready.eq(split)]
+        for p in range(N):
+            m.d.comb += [
+                words[p].w_data.eq(Cat(self.data.payload.data.word_select(p, 8 * W),
+                                       plan.payload.mask[p * W:(p + 1) * W])),
+                words[p].w_en.eq(split & plan.payload.lanes[p]),
+            ]
+
+        # One transfer at a time: start every planner together, finish when all is quiet.
+        m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
+            width=Status(cfg).size, depth=4)
+        status_in = Signal(Status(cfg))
+        m.d.comb += [statuses.w_data.eq(status_in),
+                     self.status.payload.eq(statuses.r_data),
+                     self.status.valid.eq(statuses.r_rdy),
+                     statuses.r_en.eq(self.status.ready)]
+
+        d = self.desc.payload
+        invalid = (d.rows == 0) | (d.row_bytes == 0)
+        idle = (Cat(pl.idle for pl in planners).all() & beats.idle &
+                Cat(~q.r_rdy for q in words).all() & Cat(~pt.busy for pt in ports).all())
+        resp = Signal(2)
+        err_addr = Signal(cfg.addr_width)
+        for p in reversed(range(N)):
+            with m.If(ports[p].resp != Resp.OKAY):
+                m.d.comb += [resp.eq(ports[p].resp),
+                             err_addr.eq(global_addr(cfg, p, ports[p].err_addr))]
+        m.d.comb += stop.eq(resp != Resp.OKAY)
+
+        for pl in planners + [beats]:
+            m.d.comb += pl.desc.payload.eq(d)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.desc.ready.eq(statuses.w_rdy)
+                with m.If(self.desc.valid & statuses.w_rdy):
+                    with m.If(invalid):
+                        m.d.comb += [statuses.w_en.eq(1), status_in.invalid.eq(1),
+                                     status_in.addr.eq(d.addr)]
+                    with m.Else():
+                        for pl in planners + [beats]:
+                            m.d.comb += pl.desc.valid.eq(1)
+                        m.next = "RUN"
+            with m.State("RUN"):
+                # Every port drains what it issued (W data, then B) before the datapath resets.
+                with m.If(stop):
+                    with m.If(Cat(~pt.busy for pt in ports).all()):
+                        m.next = "ABORT"
+                with m.Elif(idle & statuses.w_rdy):
+                    m.d.comb += statuses.w_en.eq(1)
+                    m.next = "IDLE"
+            with m.State("ABORT"):
+                m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
+                             status_in.resp.eq(resp), status_in.addr.eq(err_addr)]
+                m.next = "IDLE"
+        return m
