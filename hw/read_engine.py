@@ -5,8 +5,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Signature, Burst, Resp
-from .transfer import (Beat, BeatPlanner, BurstPlanner, BurstRequest, Descriptor, Status,
-                       _log2)
+from .transfer import Beat, BeatPlanner, BurstPlanner, BurstRequest, Descriptor, Status, _log2
 
 __all__ = ["port_signature", "ReadPort", "ReadEngine", "DescriptorFanout", "global_addr"]
 
