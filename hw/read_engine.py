@@ -184,7 +184,7 @@ class ReadEngine(wiring.Component):
 
     On a SLVERR or DECERR, the engine issues no more bursts, waits for those in flight,
     reports the first error (with its global address) as the status of the failing transfer,
-    drops the transfers queued behind it, and is idle again.
+    reports the transfers queued behind it as ``aborted``, and is idle again.
 
     Members
     -------
@@ -212,13 +212,14 @@ class ReadEngine(wiring.Component):
 
         stop = Signal()
         abort = Signal()
+        flushing = Signal()
         reset = lambda mod: ResetInserter(abort)(mod)  # noqa: E731
 
         # Invalid descriptors reach only the beat planner, which reports them in order.
         m.submodules.fanout = fanout = reset(DescriptorFanout(cfg, N + 1))
         m.d.comb += [fanout.i.payload.eq(self.desc.payload),
-                     fanout.i.valid.eq(self.desc.valid & ~stop),
-                     self.desc.ready.eq(fanout.i.ready & ~stop)]
+                     fanout.i.valid.eq(self.desc.valid & ~stop & ~flushing),
+                     self.desc.ready.eq(fanout.i.ready & ~stop & ~flushing)]
 
         m.submodules.beats = beats = reset(BeatPlanner(cfg))
         plan_desc = fanout.o[N]
@@ -276,7 +277,7 @@ class ReadEngine(wiring.Component):
             m.d.sync += self.data.valid.eq(0)
 
         # The beat planner hands invalid descriptors straight to the status queue.
-        with m.If(plan_desc.valid & plan_invalid & ~stop):
+        with m.If(plan_desc.valid & plan_invalid & beats.idle & ~stop):
             m.d.comb += [plan_desc.ready.eq(statuses.w_rdy),
                          statuses.w_en.eq(1),
                          status_in.invalid.eq(1),
@@ -287,7 +288,10 @@ class ReadEngine(wiring.Component):
             with m.If(fire & plan.payload.end):
                 m.d.comb += statuses.w_en.eq(1)
 
-        # Errors: stop issuing, wait for every burst in flight, report, reset the datapath.
+        # Errors: stop issuing, wait for every burst in flight, report, reset the datapath, and
+        # answer every transfer that was queued behind the failing one as aborted.
+        pending = Signal(16)        # transfers accepted and not yet reported
+        m.d.sync += pending.eq(pending + (self.desc.valid & self.desc.ready) - statuses.w_en)
         resp = Signal(2)
         err_addr = Signal(cfg.addr_width)
         for p in reversed(range(N)):
@@ -299,4 +303,9 @@ class ReadEngine(wiring.Component):
         with m.If(stop & quiet & statuses.w_rdy):
             m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
                          status_in.resp.eq(resp), status_in.addr.eq(err_addr)]
+            m.d.sync += flushing.eq(pending > 1)
+        with m.If(flushing):
+            m.d.comb += [statuses.w_en.eq(statuses.w_rdy), status_in.aborted.eq(1)]
+            with m.If(statuses.w_rdy & (pending == 1)):
+                m.d.sync += flushing.eq(0)
         return m

@@ -48,10 +48,11 @@ class Beat(data.StructLayout):
 class Status(data.StructLayout):
     """Completion of one transfer: ``resp`` is the AXI response (OKAY, or the first SLVERR or
     DECERR seen) and ``addr`` the global byte address of the failing beat. ``invalid`` marks a
-    descriptor with zero rows or zero bytes per row, refused before any memory access."""
+    descriptor with zero rows or zero bytes per row, refused before any memory access;
+    ``aborted`` a transfer that was queued behind a failed one and not performed."""
 
     def __init__(self, cfg):
-        super().__init__({"resp": 2, "addr": cfg.addr_width, "invalid": 1})
+        super().__init__({"resp": 2, "addr": cfg.addr_width, "invalid": 1, "aborted": 1})
 
 
 class BurstRequest(data.StructLayout):

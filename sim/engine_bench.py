@@ -1,0 +1,115 @@
+"""Runs the read and write engines in Amaranth's simulator against ``sim.axi_mem``."""
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from hw.read_engine import ReadEngine
+from hw.write_engine import WriteEngine
+
+from .axi_mem import AxiMemoryPort, InterleavedMemory
+from .streams import recv, send
+from .transfers import stripes
+
+__all__ = ["run_reads", "run_writes"]
+
+
+def _run(sim, got, keys, timeout):
+    """Run until every result in ``keys`` is in ``got``, or ``timeout`` cycles."""
+    t = 0
+    while not all(k in got for k in keys) and t < timeout:
+        t += 500
+        sim.run_until(1e-6 * t)
+    return t
+
+
+def _memory(cfg, dut, sim, size, seed, stall, errors):
+    mem = InterleavedMemory(cfg, size)
+    ports = []
+    for p in range(cfg.mem_ports):
+        port = AxiMemoryPort(mem, p, getattr(dut, f"m_axi_hbm{p}"),
+                             np.random.default_rng(seed * 100 + p), stall=stall,
+                             errors=(errors or {}).get(p))
+        sim.add_process(port.run)
+        ports.append(port)
+    return mem, ports
+
+
+def run_reads(cfg, descs, *, size=1 << 16, seed=0, stall=0.0, errors=None, fill=None,
+              n_beats=None, serial=False, timeout=50_000):
+    """Read ``descs``; return the memory, the data beats and the statuses.
+
+    ``errors`` maps a port to ``{("r", port_addr): resp}``; ``n_beats`` is how many beats to
+    wait for (all of every transfer by default); ``serial`` sends each descriptor only after
+    the status of the previous one."""
+    dut = ReadEngine(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    rng = np.random.default_rng(seed)
+    mem, _ = _memory(cfg, dut, sim, size, seed, stall, errors)
+    mem.data[:] = rng.integers(0, 256, size) if fill is None else fill
+    if n_beats is None:
+        n_beats = sum(len(stripes(d, cfg.stripe_bytes)) for d in descs)
+    got = {}
+
+    statuses = []
+
+    async def feed(ctx):
+        for desc in descs:
+            await send(ctx, dut.desc, [desc], rng, stall)
+            while serial and len(statuses) < descs.index(desc) + 1:
+                await ctx.tick()
+
+    async def data(ctx):
+        got["beats"], _ = await recv(ctx, dut.data, n_beats, rng, stall)
+
+    async def status(ctx):
+        while len(statuses) < len(descs):
+            statuses.extend((await recv(ctx, dut.status, 1, rng, stall))[0])
+        got["status"] = statuses
+
+    sim.add_testbench(feed)
+    sim.add_testbench(data)
+    sim.add_testbench(status)
+    _run(sim, got, ("beats", "status"), timeout)
+    assert "beats" in got and "status" in got, \
+        f"engine hung: {len(got.get('beats', []))} beats, {len(got.get('status', []))} statuses"
+    return mem, got["beats"], got["status"]
+
+
+def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=None,
+               timeout=50_000):
+    """Write ``beats`` (payload dicts) for ``descs``; return the memory and the statuses."""
+    dut = WriteEngine(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    rng = np.random.default_rng(seed)
+    mem, ports = _memory(cfg, dut, sim, size, seed, stall, errors)
+    got = {}
+
+    async def feed(ctx):
+        await send(ctx, dut.desc, descs, rng, stall)
+
+    async def data(ctx):
+        # like send(), but gives up once every status is in (after an error the engine
+        # takes no more of the failing transfer's data)
+        for beat in beats:
+            while rng.random() < stall:
+                await ctx.tick()
+            ctx.set(dut.data.payload, beat)
+            ctx.set(dut.data.valid, 1)
+            while not (await ctx.tick().sample(dut.data.ready))[2]:
+                if "status" in got:
+                    ctx.set(dut.data.valid, 0)
+                    return
+            ctx.set(dut.data.valid, 0)
+
+    async def status(ctx):
+        got["status"], _ = await recv(ctx, dut.status, len(descs), rng, stall)
+
+    sim.add_testbench(feed)
+    sim.add_testbench(data)
+    sim.add_testbench(status)
+    t = _run(sim, got, ("status",), timeout)
+    sim.run_until(1e-6 * (t + 2))       # let the data feeder see the statuses
+    assert "status" in got, f"engine hung: {len(got.get('status', []))} statuses"
+    return mem, got["status"]

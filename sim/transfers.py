@@ -1,0 +1,34 @@
+"""Python reference of 2-D strided transfers: which bytes they touch and how they stripe."""
+
+__all__ = ["random_descriptor", "stripes", "transfer_bytes"]
+
+
+def random_descriptor(rng, mem_size, max_bytes, max_rows=4):
+    """A random 2-D transfer of at most ``max_bytes`` in total, any alignment, that fits in
+    ``mem_size`` bytes; rows never overlap (the stride is at least the row length)."""
+    rows = int(rng.integers(1, max_rows, endpoint=True))
+    row_bytes = int(rng.integers(1, max(1, max_bytes // rows), endpoint=True))
+    stride = row_bytes + int(rng.integers(0, 3 * row_bytes + 64))
+    span = (rows - 1) * stride + row_bytes
+    addr = int(rng.integers(0, mem_size - span + 1))
+    return {"addr": addr, "rows": rows, "row_bytes": row_bytes, "stride": stride}
+
+
+def transfer_bytes(desc):
+    """The byte ranges ``[start, end)`` of a transfer, row by row."""
+    return [(desc["addr"] + r * desc["stride"], desc["addr"] + r * desc["stride"] +
+             desc["row_bytes"]) for r in range(desc["rows"])]
+
+
+def stripes(desc, stripe_bytes):
+    """The stripes of a transfer in order: ``(stripe index, lo, hi, last, end)`` with bytes
+    ``[lo, hi)`` of the stripe belonging to the transfer."""
+    out = []
+    rows = transfer_bytes(desc)
+    for r, (start, end) in enumerate(rows):
+        first, final = start // stripe_bytes, (end - 1) // stripe_bytes
+        for s in range(first, final + 1):
+            lo = max(start, s * stripe_bytes) - s * stripe_bytes
+            hi = min(end, (s + 1) * stripe_bytes) - s * stripe_bytes
+            out.append((s, lo, hi, s == final, s == final and r == len(rows) - 1))
+    return out
