@@ -25,6 +25,9 @@ class WritePort(wiring.Component):
     word : In(stream.Signature({data, strb}))
     axi : Out(AXI4Signature)
         Write channels only; the read channels are idle.
+    avail : In
+        Words waiting in front of ``word``; a burst is issued only once all its data is there,
+        so an address never waits for data that may not come.
     stop : In(1)
         Issue no more bursts (bursts already issued still get their data).
     busy : Out(1)
@@ -40,6 +43,7 @@ class WritePort(wiring.Component):
             "word": In(stream.Signature(data.StructLayout(
                 {"data": cfg.port_width, "strb": cfg.port_bytes}))),
             "axi": Out(port_signature(cfg)),
+            "avail": In(range(1 << 16)),
             "stop": In(1),
             "busy": Out(1),
             "resp": Out(2),
@@ -55,16 +59,21 @@ class WritePort(wiring.Component):
         slot_addr = Array(Signal(cfg.port_addr_width, name=f"slot_addr{i}") for i in range(S))
         issue = Signal(range(S))
         outstanding = Signal(range(S + 1))
+        reserved = Signal(range(1 << 16))     # words of issued bursts not yet sent
 
         load = Signal()
         m.d.comb += [
-            load.eq((~axi.awvalid | axi.awready) & ~self.stop & (outstanding < S)),
+            load.eq((~axi.awvalid | axi.awready) & ~self.stop & (outstanding < S) &
+                    (self.avail >= reserved + self.burst.payload.len + 1)),
             self.burst.ready.eq(load),
             axi.awsize.eq(_log2(cfg.port_bytes)),
             axi.awburst.eq(Burst.INCR),
         ]
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += axi.awvalid.eq(0)
+        m.d.sync += reserved.eq(reserved + Mux(load & self.burst.valid,
+                                               self.burst.payload.len + 1, 0)
+                                - (self.word.valid & self.word.ready))
         with m.If(load & self.burst.valid):
             m.d.sync += [
                 axi.awvalid.eq(1),
@@ -124,14 +133,17 @@ class WriteEngine(wiring.Component):
     transfer (WSTRB from the descriptor), and reports the transfer's status once every burst
     has its B response: OKAY, or the first SLVERR/DECERR with its global address. After an
     error it issues nothing more, completes the bursts in flight with empty beats (so no
-    further byte is written), reports, and is idle again; the requester does not send the
-    rest of the failing transfer's data. Transfers run one after the other.
+    further byte is written), reports, and takes (and drops) the rest of the failing
+    transfer's data up to its ``end`` stripe. Transfers run one after the other.
 
     Members
     -------
     desc : In(stream.Signature(Descriptor))
     data : In(stream.Signature(Beat))
     status : Out(stream.Signature(Status))
+    cancel : In(1)
+        The data of the current transfer will not come (its source failed): finish what was
+        issued, report the transfer as ``aborted``; while held, transfers are aborted at once.
     m_axi_hbm<p> : Out(AXI4Signature), one per port
     """
 
@@ -142,6 +154,7 @@ class WriteEngine(wiring.Component):
             "desc": In(stream.Signature(Descriptor(cfg))),
             "data": In(stream.Signature(Beat(cfg))),
             "status": Out(stream.Signature(Status(cfg))),
+            "cancel": In(1),
         }
         for p in range(cfg.mem_ports):
             members[f"m_axi_hbm{p}"] = Out(port_signature(cfg))
@@ -167,6 +180,7 @@ class WriteEngine(wiring.Component):
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             m.d.comb += [
                 port.stop.eq(stop),
+                port.avail.eq(q.r_level),
                 port.word.payload.eq(q.r_data),
                 port.word.valid.eq(q.r_rdy),
                 q.r_en.eq(port.word.ready),
@@ -180,7 +194,12 @@ class WriteEngine(wiring.Component):
         room = Cat(words[p].w_rdy | ~plan.payload.lanes[p] for p in range(N)).all()
         split = Signal()
         m.d.comb += split.eq(plan.valid & self.data.valid & room & ~stop)
-        m.d.comb += [plan.ready.eq(split), self.data.ready.eq(split)]
+        m.d.comb += [plan.ready.eq(split)]
+        seen_end = Signal()         # the current transfer's last stripe has been taken
+        with m.If(split & plan.payload.end):
+            m.d.sync += seen_end.eq(1)
+        with m.If(self.desc.valid & self.desc.ready):
+            m.d.sync += seen_end.eq(0)
         for p in range(N):
             m.d.comb += [
                 words[p].w_data.eq(Cat(self.data.payload.data.word_select(p, 8 * W),
@@ -207,7 +226,7 @@ class WriteEngine(wiring.Component):
             with m.If(ports[p].resp != Resp.OKAY):
                 m.d.comb += [resp.eq(ports[p].resp),
                              err_addr.eq(global_addr(cfg, p, ports[p].err_addr))]
-        m.d.comb += stop.eq(resp != Resp.OKAY)
+        m.d.comb += stop.eq((resp != Resp.OKAY) | self.cancel)
 
         for pl in planners + [beats]:
             m.d.comb += pl.desc.payload.eq(d)
@@ -215,14 +234,16 @@ class WriteEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.desc.ready.eq(statuses.w_rdy)
                 with m.If(self.desc.valid & statuses.w_rdy):
-                    with m.If(invalid):
-                        m.d.comb += [statuses.w_en.eq(1), status_in.invalid.eq(1),
+                    with m.If(invalid | self.cancel):
+                        m.d.comb += [statuses.w_en.eq(1), status_in.invalid.eq(invalid),
+                                     status_in.aborted.eq(~invalid),
                                      status_in.addr.eq(d.addr)]
                     with m.Else():
                         for pl in planners + [beats]:
                             m.d.comb += pl.desc.valid.eq(1)
                         m.next = "RUN"
             with m.State("RUN"):
+                m.d.comb += self.data.ready.eq(split)
                 # Every port drains what it issued (W data, then B) before the datapath resets.
                 with m.If(stop):
                     with m.If(Cat(~pt.busy for pt in ports).all()):
@@ -232,6 +253,15 @@ class WriteEngine(wiring.Component):
                     m.next = "IDLE"
             with m.State("ABORT"):
                 m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
-                             status_in.resp.eq(resp), status_in.addr.eq(err_addr)]
-                m.next = "IDLE"
+                             status_in.resp.eq(resp), status_in.addr.eq(err_addr),
+                             status_in.aborted.eq(resp == Resp.OKAY)]
+                with m.If(seen_end | self.cancel):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "DISCARD"
+            with m.State("DISCARD"):
+                # the rest of the failed transfer's data still arrives: take it, write nothing
+                m.d.comb += self.data.ready.eq(1)
+                with m.If(self.cancel | self.data.valid & self.data.payload.end):
+                    m.next = "IDLE"
         return m

@@ -5,6 +5,7 @@ sets ``VERILATOR_ROOT``, so that a plain ``pytest`` finds a Verilator new enough
 """
 
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -20,7 +21,6 @@ __all__ = ["ROOT", "TOPS", "setup_verilator", "generate", "flat_ports", "verilat
            "build_component", "run", "load_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
-HW = ROOT / "hw"
 BUILD = Path(os.environ.get("ACCEL_BUILD_DIR", ROOT / "build"))
 
 #: Generated top-level modules: Verilog module name -> elaboratable factory.
@@ -47,12 +47,9 @@ def setup_verilator():
 def generate(cfg, out_dir, top="systolic_array"):
     """Write ``<name>.v`` (module ``top``) and ``<name>.json`` (the configuration) to
     ``out_dir``; return the Verilog path."""
-    if top not in TOPS:
-        raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
+    text = verilog_text(cfg, top)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dut = TOPS[top](cfg)
-    text = verilog.convert(dut, name=top, ports=flat_ports(dut), emit_src=False)
     v_path = out_dir / f"{cfg.name}.v"
     v_path.write_text(text)
     (out_dir / f"{cfg.name}.json").write_text(cfg.to_json() + "\n")
@@ -70,14 +67,17 @@ def flat_ports(component):
     return ports
 
 
-def _source_digest(cfg, top):
-    h = hashlib.sha256()
-    h.update(cfg.to_json().encode())
-    h.update(top.encode())
-    h.update(" ".join(VERILATOR_FLAGS).encode())
-    for path in sorted(HW.glob("*.py")):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:12]
+@functools.lru_cache(maxsize=None)
+def verilog_text(cfg, top="systolic_array"):
+    """The Verilog of ``cfg`` with ``top`` as its top module (cached per process)."""
+    if top not in TOPS:
+        raise ValueError(f"top must be one of {', '.join(TOPS)}, not {top!r}")
+    dut = TOPS[top](cfg)
+    return verilog.convert(dut, name=top, ports=flat_ports(dut), emit_src=False)
+
+
+def _digest(text):
+    return hashlib.sha256((text + " ".join(VERILATOR_FLAGS)).encode()).hexdigest()[:12]
 
 
 def verilate(top, key, write_verilog, label=None):
@@ -113,16 +113,15 @@ def verilate(top, key, write_verilog, label=None):
 
 
 def build(cfg, top="systolic_array"):
-    """Generate and Verilate ``cfg`` once, keyed by the configuration and the gateware sources;
-    return the build folder."""
-    return verilate(top, _source_digest(cfg, top), lambda folder: generate(cfg, folder, top),
-                    label=f"{cfg.name}-{top}")
+    """Generate and Verilate ``cfg`` once, keyed by its Verilog; return the build folder."""
+    return verilate(top, _digest(verilog_text(cfg, top)),
+                    lambda folder: generate(cfg, folder, top), label=f"{cfg.name}-{top}")
 
 
 def build_component(component, top):
     """Verilate a test-only ``component`` as module ``top``, keyed by its Verilog text."""
     text = verilog.convert(component, name=top, ports=flat_ports(component), emit_src=False)
-    key = hashlib.sha256((text + " ".join(VERILATOR_FLAGS)).encode()).hexdigest()[:12]
+    key = _digest(text)
 
     def write(folder):
         path = folder / f"{top}.v"

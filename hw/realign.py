@@ -1,0 +1,152 @@
+"""Byte realigner: stripes of a 2-D transfer at one alignment to stripes at another."""
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .transfer import Beat, BeatPlanner, _log2
+
+__all__ = ["CopyDescriptor", "Realigner"]
+
+
+class CopyDescriptor(data.StructLayout):
+    """A 2-D copy: ``rows`` rows of ``row_bytes`` bytes from ``src + r * src_stride`` to
+    ``dst + r * dst_stride``."""
+
+    def __init__(self, cfg):
+        super().__init__({
+            "src": cfg.addr_width, "dst": cfg.addr_width,
+            "rows": 16, "row_bytes": 24,
+            "src_stride": cfg.addr_width, "dst_stride": cfg.addr_width,
+        })
+
+    @staticmethod
+    def side(target, desc, side):
+        """Statements that set ``target`` (a ``Descriptor``) to the ``"src"`` or ``"dst"``
+        side of copy ``desc``."""
+        return [target.addr.eq(desc[side]), target.rows.eq(desc.rows),
+                target.row_bytes.eq(desc.row_bytes), target.stride.eq(desc[f"{side}_stride"])]
+
+
+class Realigner(wiring.Component):
+    """Moves the bytes of each row from their source offset to their destination offset.
+
+    With ``sh = (dst - src) mod stripe_bytes`` for a row, every source stripe is rotated by
+    ``sh`` bytes; an output stripe takes its bytes below ``sh`` from the previous rotated stripe
+    and the rest from the current one. A row then has at most one output stripe more or less
+    than input stripes; one stripe per cycle in steady state.
+
+    Members
+    -------
+    desc : In(stream.Signature(CopyDescriptor))
+    i : In(stream.Signature(Beat))
+        Source stripes (as the read engine delivers them).
+    o : Out(stream.Signature(Beat))
+        Destination stripes, masks, ``last`` and ``end`` from the destination.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "desc": In(stream.Signature(CopyDescriptor(cfg))),
+            "i": In(stream.Signature(Beat(cfg))),
+            "o": Out(stream.Signature(Beat(cfg))),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        S, ls = cfg.stripe_bytes, _log2(cfg.stripe_bytes)
+        m = Module()
+
+        m.submodules.plan = planner = BeatPlanner(cfg)
+        plan = planner.plan
+
+        desc = Signal(CopyDescriptor(cfg))
+        src_row = Signal(cfg.addr_width)
+        dst_row = Signal(cfg.addr_width)
+        rows_left = Signal(16)
+        prev = Signal(8 * S)
+
+        so = src_row[:ls]
+        do = dst_row[:ls]
+        sh = Signal(range(S))
+        m.d.comb += sh.eq(do - so)
+        behind = do < so         # an output stripe needs the next input stripe too
+
+        rotated = self.i.payload.data
+        for k in range(ls):
+            rotated = Mux(sh[k], rotated.rotate_left(8 << k), rotated)
+        rot = Signal(8 * S)
+        m.d.comb += rot.eq(rotated)
+
+        def merged(cur):
+            return Cat(Mux(q < sh, prev.word_select(q, 8), cur.word_select(q, 8))
+                       for q in range(S))
+
+        out_ready = ~self.o.valid | self.o.ready
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+
+        def emit(cur):
+            m.d.sync += [
+                self.o.valid.eq(1),
+                self.o.payload.data.eq(merged(cur)),
+                self.o.payload.mask.eq(plan.payload.mask),
+                self.o.payload.last.eq(plan.payload.last),
+                self.o.payload.end.eq(plan.payload.end),
+            ]
+            m.d.comb += plan.ready.eq(1)
+
+        def next_row():
+            m.d.sync += [rows_left.eq(rows_left - 1),
+                         src_row.eq(src_row + desc.src_stride),
+                         dst_row.eq(dst_row + desc.dst_stride)]
+            with m.If(rows_left == 1):
+                m.next = "IDLE"
+            with m.Else():
+                m.next = "FIRST"
+
+        def after_input():
+            with m.If(self.i.payload.last):
+                with m.If(plan.payload.last):
+                    next_row()
+                with m.Else():
+                    m.next = "TAIL"
+            with m.Else():
+                m.next = "RUN"
+
+        m.d.comb += CopyDescriptor.side(planner.desc.payload, self.desc.payload, "dst")
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [planner.desc.valid.eq(self.desc.valid),
+                             self.desc.ready.eq(planner.desc.ready)]
+                with m.If(self.desc.valid & planner.desc.ready):
+                    d = self.desc.payload
+                    m.d.sync += [desc.eq(d), src_row.eq(d.src), dst_row.eq(d.dst),
+                                 rows_left.eq(d.rows)]
+                    m.next = "FIRST"
+            with m.State("FIRST"):
+                with m.If(behind):
+                    m.d.comb += self.i.ready.eq(1)
+                    with m.If(self.i.valid):
+                        m.d.sync += prev.eq(rot)
+                        with m.If(self.i.payload.last):
+                            m.next = "TAIL"
+                        with m.Else():
+                            m.next = "RUN"
+                with m.Elif(self.i.valid & plan.valid & out_ready):
+                    m.d.comb += self.i.ready.eq(1)
+                    m.d.sync += prev.eq(rot)
+                    emit(rot)
+                    after_input()
+            with m.State("RUN"):
+                with m.If(self.i.valid & plan.valid & out_ready):
+                    m.d.comb += self.i.ready.eq(1)
+                    m.d.sync += prev.eq(rot)
+                    emit(rot)
+                    after_input()
+            with m.State("TAIL"):
+                with m.If(plan.valid & out_ready):
+                    emit(C(0, 8 * S))
+                    next_row()
+        return m
