@@ -5,7 +5,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import Resp
-from .read_engine import DescriptorFanout, ReadEngine, port_signature
+from .read_engine import ReadEngine, port_signature
 from .realign import CopyDescriptor, Realigner
 from .transfer import Status
 from .write_engine import WriteEngine
@@ -64,7 +64,8 @@ class CopyEngine(wiring.Component):
         m.submodules.reader = reader = ReadEngine(cfg)
         m.submodules.writer = writer = WriteEngine(cfg)
         m.submodules.realign = realign = ResetInserter(recovering)(Realigner(cfg))
-        m.submodules.fanout = fanout = ResetInserter(recovering)(DescriptorFanout(cfg, 1))
+        m.submodules.realign_q = realign_q = ResetInserter(recovering)(
+            fifo.SyncFIFOBuffered(width=CopyDescriptor(cfg).size, depth=4))
         for p in range(cfg.mem_ports):
             join_ports(m, getattr(self, f"m_axi_hbm{p}"), getattr(reader, f"m_axi_hbm{p}"),
                        getattr(writer, f"m_axi_hbm{p}"))
@@ -76,16 +77,17 @@ class CopyEngine(wiring.Component):
         take = Signal()
         m.d.comb += [
             take.eq(self.desc.valid & ~recovering & reader.desc.ready & write_q.w_rdy &
-                    fanout.i.ready),
+                    realign_q.w_rdy),
             self.desc.ready.eq(take),
-            reader.desc.valid.eq(take), fanout.i.valid.eq(take), write_q.w_en.eq(take),
+            reader.desc.valid.eq(take), realign_q.w_en.eq(take), write_q.w_en.eq(take),
             *CopyDescriptor.side(reader.desc.payload, d, "src"),
-            fanout.i.payload.eq(d), write_q.w_data.eq(d),
+            realign_q.w_data.eq(d), write_q.w_data.eq(d),
         ]
         wd = Signal(CopyDescriptor(cfg))
         m.d.comb += [wd.eq(write_q.r_data), *CopyDescriptor.side(writer.desc.payload, wd, "dst"),
                      writer.desc.valid.eq(write_q.r_rdy), write_q.r_en.eq(writer.desc.ready)]
-        wiring.connect(m, fanout.o[0], realign.desc)
+        m.d.comb += [realign.desc.payload.eq(realign_q.r_data),
+                     realign.desc.valid.eq(realign_q.r_rdy), realign_q.r_en.eq(realign.desc.ready)]
 
         # Data: reader -> realigner -> writer; dropped while recovering.
         m.d.comb += [

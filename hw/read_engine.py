@@ -5,7 +5,16 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Signature, Burst, Resp
-from .transfer import Beat, BeatPlanner, BurstPlanner, BurstRequest, Descriptor, Status, _log2
+from .transfer import (
+    TAG_BITS,
+    Beat,
+    BeatPlanner,
+    BurstPlanner,
+    BurstRequest,
+    Descriptor,
+    Status,
+    _log2,
+)
 
 __all__ = ["port_signature", "ReadPort", "ReadEngine", "DescriptorFanout", "global_addr"]
 
@@ -14,6 +23,12 @@ def port_signature(cfg):
     """The AXI4 signature of one memory port."""
     return AXI4Signature(addr_width=cfg.port_addr_width, data_width=cfg.port_width,
                          id_width=cfg.axi_id_width)
+
+
+def before(tag, other):
+    """Whether transfer ``tag`` comes before transfer ``other`` (numbers modulo
+    ``2**TAG_BITS``, fewer than half of them in flight)."""
+    return (tag - other)[TAG_BITS - 1] == 1
 
 
 def global_addr(cfg, port, port_addr):
@@ -37,12 +52,12 @@ class ReadPort(wiring.Component):
     axi : Out(AXI4Signature)
         Read channels only; the write channels are idle.
     word : Out(stream.Signature(port_width))
-    stop : In(1)
-        Issue no more bursts (bursts in flight still complete).
+    stop : In(1), stop_tag : In(TAG_BITS)
+        Issue no burst of transfer ``stop_tag`` or later (bursts in flight still complete).
     outstanding : Out(range)
         Bursts issued whose last beat has not arrived.
-    resp, err_addr : Out
-        First non-OKAY response and the port address of its beat.
+    resp, err_addr, err_tag : Out
+        First non-OKAY response, the port address of its beat and its transfer.
     """
 
     def __init__(self, cfg):
@@ -52,9 +67,11 @@ class ReadPort(wiring.Component):
             "axi": Out(port_signature(cfg)),
             "word": Out(stream.Signature(cfg.port_width)),
             "stop": In(1),
+            "stop_tag": In(TAG_BITS),
             "outstanding": Out(range(cfg.reads_in_flight + 1)),
             "resp": Out(2),
             "err_addr": Out(cfg.port_addr_width),
+            "err_tag": Out(TAG_BITS),
         })
 
     def elaborate(self, platform):
@@ -69,14 +86,16 @@ class ReadPort(wiring.Component):
 
         slot_len = Array(Signal(8, name=f"slot_len{i}") for i in range(S))
         slot_addr = Array(Signal(cfg.port_addr_width, name=f"slot_addr{i}") for i in range(S))
+        slot_tag = Array(Signal(TAG_BITS, name=f"slot_tag{i}") for i in range(S))
         done = Array(Signal(name=f"done{i}") for i in range(S))
         issue = Signal(range(S))
         in_use = Signal(range(S + 1))         # slots allocated and not yet drained
 
         # AR: a register stage, so that stop never withdraws a valid address.
         load = Signal()
+        halted = self.stop & ~before(self.burst.payload.tag, self.stop_tag)
         m.d.comb += [
-            load.eq((~axi.arvalid | axi.arready) & ~self.stop & (in_use < S)),
+            load.eq((~axi.arvalid | axi.arready) & ~halted & (in_use < S)),
             self.burst.ready.eq(load),
             axi.arsize.eq(_log2(cfg.port_bytes)),
             axi.arburst.eq(Burst.INCR),
@@ -91,6 +110,7 @@ class ReadPort(wiring.Component):
                 axi.arid.eq(issue % K),
                 slot_len[issue].eq(self.burst.payload.len),
                 slot_addr[issue].eq(self.burst.payload.addr),
+                slot_tag[issue].eq(self.burst.payload.tag),
                 issue.eq(Mux(issue == S - 1, 0, issue + 1)),
             ]
 
@@ -115,7 +135,7 @@ class ReadPort(wiring.Component):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
             with m.If((axi.rresp != Resp.OKAY) & (self.resp == Resp.OKAY)):
-                m.d.sync += [self.resp.eq(axi.rresp),
+                m.d.sync += [self.resp.eq(axi.rresp), self.err_tag.eq(slot_tag[slot]),
                              self.err_addr.eq(slot_addr[slot] + (beat << _log2(cfg.port_bytes)))]
         started = axi.arvalid & axi.arready
         m.d.sync += self.outstanding.eq(self.outstanding + started - completed)
@@ -253,13 +273,17 @@ class ReadEngine(wiring.Component):
         status_in = Signal(Status(cfg))
         m.d.comb += statuses.w_data.eq(status_in)
 
-        # Merge: one stripe when every port taking part has its word.
+        # Merge: one stripe when every port taking part has its word. Transfers before the
+        # failing one (if any) still complete.
+        head = Signal(TAG_BITS)         # the transfer the merge is working on
+        err_tag = Signal(TAG_BITS)
+        at_failure = stop & (head == err_tag)
         plan = beats.plan
         words_ready = Cat(ports[p].word.valid | ~plan.payload.lanes[p] for p in range(N)).all()
         out_ready = Signal()
         m.d.comb += out_ready.eq(~self.data.valid | self.data.ready)
         fire = Signal()
-        m.d.comb += fire.eq(plan.valid & words_ready & out_ready & ~stop &
+        m.d.comb += fire.eq(plan.valid & words_ready & out_ready & ~at_failure &
                             (~plan.payload.end | statuses.w_rdy))
         m.d.comb += plan.ready.eq(fire)
         for p in range(N):
@@ -277,7 +301,7 @@ class ReadEngine(wiring.Component):
             m.d.sync += self.data.valid.eq(0)
 
         # The beat planner hands invalid descriptors straight to the status queue.
-        with m.If(plan_desc.valid & plan_invalid & beats.idle & ~stop):
+        with m.If(plan_desc.valid & plan_invalid & beats.idle & ~at_failure):
             m.d.comb += [plan_desc.ready.eq(statuses.w_rdy),
                          statuses.w_en.eq(1),
                          status_in.invalid.eq(1),
@@ -287,20 +311,28 @@ class ReadEngine(wiring.Component):
                          plan_desc.ready.eq(beats.desc.ready & ~plan_invalid)]
             with m.If(fire & plan.payload.end):
                 m.d.comb += statuses.w_en.eq(1)
+        with m.If(fire & plan.payload.end):
+            m.d.sync += head.eq(head + 1)
 
         # Errors: stop issuing, wait for every burst in flight, report, reset the datapath, and
         # answer every transfer that was queued behind the failing one as aborted.
         pending = Signal(16)        # transfers accepted and not yet reported
         m.d.sync += pending.eq(pending + (self.desc.valid & self.desc.ready) - statuses.w_en)
+        # The failing transfer is the earliest one any port saw an error in.
         resp = Signal(2)
         err_addr = Signal(cfg.addr_width)
         for p in reversed(range(N)):
-            with m.If(ports[p].resp != Resp.OKAY):
-                m.d.comb += [resp.eq(ports[p].resp),
+            earliest = Cat((ports[q].resp == Resp.OKAY) |
+                           ~before(ports[q].err_tag - head, ports[p].err_tag - head)
+                           for q in range(N) if q != p).all()
+            with m.If((ports[p].resp != Resp.OKAY) & earliest):
+                m.d.comb += [resp.eq(ports[p].resp), err_tag.eq(ports[p].err_tag),
                              err_addr.eq(global_addr(cfg, p, ports[p].err_addr))]
         m.d.comb += stop.eq(resp != Resp.OKAY)
+        for port in ports:
+            m.d.comb += port.stop_tag.eq(err_tag)
         quiet = Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all()
-        with m.If(stop & quiet & statuses.w_rdy):
+        with m.If(at_failure & quiet & statuses.w_rdy):
             m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
                          status_in.resp.eq(resp), status_in.addr.eq(err_addr)]
             m.d.sync += flushing.eq(pending > 1)

@@ -12,7 +12,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["Descriptor", "Beat", "Status", "BurstRequest", "BurstPlanner", "BeatPlanner",
-           "BeatPlan"]
+           "BeatPlan", "TAG_BITS"]
 
 PAGE_BYTES = 4096           # AXI4: a burst never crosses a 4 KiB boundary
 
@@ -55,11 +55,15 @@ class Status(data.StructLayout):
         super().__init__({"resp": 2, "addr": cfg.addr_width, "invalid": 1, "aborted": 1})
 
 
+TAG_BITS = 8                # transfers in flight are numbered modulo 2**TAG_BITS
+
+
 class BurstRequest(data.StructLayout):
-    """One INCR burst on one port: port byte address (word aligned) and AxLEN."""
+    """One INCR burst on one port: port byte address (word aligned), AxLEN, and the number
+    of its transfer (counted from reset, modulo ``2**TAG_BITS``)."""
 
     def __init__(self, cfg):
-        super().__init__({"addr": cfg.port_addr_width, "len": 8})
+        super().__init__({"addr": cfg.port_addr_width, "len": 8, "tag": TAG_BITS})
 
 
 def _log2(x):
@@ -115,14 +119,17 @@ class BurstPlanner(wiring.Component):
             beats.eq(Mux(to_page < capped, to_page, capped)),
         ]
 
+        tag = Signal(TAG_BITS)
         m.d.comb += [
             self.burst.payload.addr.eq(word << lw),
             self.burst.payload.len.eq(beats - 1),
+            self.burst.payload.tag.eq(tag),
         ]
 
         def next_row():
             m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(row_addr + desc.stride)]
             with m.If(rows_left == 1):
+                m.d.sync += tag.eq(tag + 1)
                 m.next = "IDLE"
             with m.Else():
                 m.next = "ROW"

@@ -3,6 +3,7 @@
 import numpy as np
 from amaranth.sim import Simulator
 
+from hw.dma import CopyEngine
 from hw.read_engine import ReadEngine
 from hw.write_engine import WriteEngine
 
@@ -10,7 +11,7 @@ from .axi_mem import AxiMemoryPort, InterleavedMemory
 from .streams import recv, send
 from .transfers import stripes
 
-__all__ = ["run_reads", "run_writes"]
+__all__ = ["run_reads", "run_writes", "run_copies"]
 
 
 def _run(sim, got, keys, timeout):
@@ -102,3 +103,29 @@ def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=Non
     _run(sim, got, ("status", "fed"), timeout)
     assert "status" in got, f"engine hung: {len(got.get('status', []))} statuses"
     return mem, got["status"]
+
+
+def run_copies(cfg, copies, *, size=1 << 16, seed=0, stall=0.0, errors=None, fill=None,
+               timeout=100_000):
+    """Copy ``copies`` (dicts of ``CopyDescriptor`` fields); return the memory before, the
+    memory after and the statuses."""
+    dut = CopyEngine(cfg)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    rng = np.random.default_rng(seed)
+    mem, _ = _memory(cfg, dut, sim, size, seed, stall, errors)
+    mem.data[:] = rng.integers(0, 256, size) if fill is None else fill
+    before = mem.data.copy()
+    got = {}
+
+    async def feed(ctx):
+        await send(ctx, dut.desc, copies, rng, stall)
+
+    async def status(ctx):
+        got["status"], _ = await recv(ctx, dut.status, len(copies), rng, stall)
+
+    sim.add_testbench(feed)
+    sim.add_testbench(status)
+    _run(sim, got, ("status",), timeout)
+    assert "status" in got, "copy engine hung"
+    return before, mem, got["status"]

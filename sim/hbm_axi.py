@@ -276,8 +276,9 @@ class HbmAxiPort:
             self._error(f"{ch.upper()} burst at {addr:#x} of {ln + 1} beats crosses 4 KiB")
             resp = SLVERR
         end = start + (ln + 1) * self.bus_bytes
-        if (ch == "aw" or self.owner.check_reads) and not self.owner.memory.allocated(
-                addr, end - addr):
+        if (ch == "aw" or self.owner.check_reads) and not all(
+                self.owner.memory.allocated(self.mem_addr(a), min(end, a + self.bus_bytes) - a)
+                for a in [addr] + list(range(start + self.bus_bytes, end, self.bus_bytes))):
             self._error(f"{'write' if ch == 'aw' else 'read'} of [{addr:#x}, {end:#x}) "
                         f"touches unallocated memory")
             resp = DECERR
@@ -427,11 +428,19 @@ class HbmAxiPort:
             self._aw_wait.popleft()
             wr.burst = self.pc.submit(now, self._model_burst(True, wr.addr, wr.beats, wr.id, wr))
 
+    def mem_addr(self, addr):
+        """Backing-memory address of port address ``addr``: the same, or with ``striped``,
+        word ``w`` of this port is global word ``w * ports + index``."""
+        if not self.owner.striped:
+            return addr
+        w, off = divmod(addr, self.bus_bytes)
+        return (w * len(self.owner.ports) + self.index) * self.bus_bytes + off
+
     def _commit(self, wr):
         mem = self.owner.memory
         base = wr.addr - wr.addr % self.bus_bytes
         for k, (data, strb) in enumerate(zip(wr.data, wr.strb, strict=True)):
-            addr = base + k * self.bus_bytes
+            addr = self.mem_addr(base + k * self.bus_bytes)
             raw = data.to_bytes(self.bus_bytes, "little")
             if strb == self.full_strb:
                 mem._store(addr, raw)
@@ -466,7 +475,8 @@ class HbmAxiPort:
             if rd.accepted != oldest:
                 self.reordered += 1
         addr = rd.addr - rd.addr % self.bus_bytes + rd.sent * self.bus_bytes
-        self.rdata.value = int.from_bytes(self.owner.memory.read(addr, self.bus_bytes), "little")
+        self.rdata.value = int.from_bytes(self.owner.memory.read(self.mem_addr(addr),
+                                                                 self.bus_bytes), "little")
         if self.rid is not None:
             self.rid.value = rd.id
         self.rresp.value = rd.resp
@@ -557,6 +567,10 @@ class HbmAxi:
         Write bursts a port accepts ahead of their W data.
     check_reads : bool
         Treat reads of unallocated memory as errors.
+    striped : bool
+        Each port has a dense address space of its own, and consecutive bus words of the
+        backing memory's (global) address space alternate between ports, as the accelerator
+        interleaves them: port ``p`` address ``a`` is global word ``(a // W) * ports + p``.
     fail_fast : bool
         Raise :class:`ProtocolError` in the port coroutine on the first error (fails the
         test); otherwise only record it in :attr:`errors`.
@@ -569,7 +583,7 @@ class HbmAxi:
 
     def __init__(self, dut, clk, ports=None, prefix="m_axi_hbm", timing=HBM2_2000, memory=None,
                  ratio=None, interleave=None, max_reads=64, max_write_bursts=16,
-                 check_reads=True, fail_fast=True, seed=0, **channel_args):
+                 check_reads=True, striped=False, fail_fast=True, seed=0, **channel_args):
         self.dut, self.clk = dut, clk
         if ports is None:
             ports = 0
@@ -581,6 +595,7 @@ class HbmAxi:
         self.stack = HbmStack(ports, timing, ratio=ratio, interleave=interleave, **channel_args)
         self.max_reads, self.max_write_bursts = max_reads, max_write_bursts
         self.check_reads, self.fail_fast, self.seed = check_reads, fail_fast, seed
+        self.striped = striped
         self.errors = []
         self.t0 = self.period = None
         self._started = cocotb.start_soon(self._measure_clock())

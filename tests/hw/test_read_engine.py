@@ -67,3 +67,16 @@ def test_invalid_descriptor_is_refused_in_order():
     check_beats(cfg, mem, [descs[0], descs[3]], beats)
     assert [(s.invalid, s.addr if s.invalid else 0) for s in status] == \
         [(0, 0), (1, 64), (1, 96), (0, 0)]
+
+
+def test_error_belongs_to_the_transfer_of_the_failing_burst():
+    # the engine plans ahead: the second transfer's bursts go out while the first one's data
+    # still streams; an error there must not fail the first transfer
+    cfg = small_cfg(2)
+    first = {"addr": 0x100, "rows": 4, "row_bytes": 400, "stride": 512}
+    failing = {"addr": 0x1000, "rows": 1, "row_bytes": 64, "stride": 0}
+    errors = {1: {("r", 0x800): Resp.DECERR}}      # global word 0x201: address 0x1008
+    mem, beats, status = run_reads(cfg, [first, failing], errors=errors,
+                                   n_beats=len(stripes(first, cfg.stripe_bytes)), stall=0.3)
+    check_beats(cfg, mem, [first], beats)
+    assert [(s.resp, s.addr) for s in status] == [(0, 0), (Resp.DECERR, 0x1008)]
