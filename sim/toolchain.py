@@ -17,6 +17,8 @@ from amaranth.hdl import ValueCastable
 from hw.array import SystolicArray
 from hw.config import AccelConfig
 from hw.dma import CopyEngine
+from hw.read_engine import ReadEngine
+from hw.write_engine import WriteEngine
 
 __all__ = ["ROOT", "TOPS", "setup_verilator", "generate", "flat_ports", "verilate", "build",
            "build_component", "run", "load_config"]
@@ -28,6 +30,8 @@ BUILD = Path(os.environ.get("ACCEL_BUILD_DIR", ROOT / "build"))
 TOPS = {
     "systolic_array": SystolicArray,
     "copy_engine": CopyEngine,
+    "read_engine": ReadEngine,
+    "write_engine": WriteEngine,
 }
 
 VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
