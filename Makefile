@@ -6,7 +6,7 @@ PRESET ?= default
 OUT    ?= build
 JOBS   ?= auto
 
-.PHONY: demo test verilog lint clean
+.PHONY: demo test verilog bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(VENV)/.installed
 
 verilog: $(VENV)/.installed
 	$(PY) -m scripts.generate --preset $(PRESET) -o $(OUT)
+
+bench: $(VENV)/.installed
+	$(PY) -m scripts.bench_hbm -o $(OUT)/bench
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check hw sim scripts tests

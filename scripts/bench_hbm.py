@@ -85,7 +85,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.bytes < 1:
         parser.error(f"--bytes must be at least 1, not {args.bytes}")
-    out_dir = Path(args.output)
+    out_dir = Path(args.output).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
 
     results = []
