@@ -5,7 +5,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import Resp
-from .read_engine import ReadEngine, port_signature
+from .read_engine import ReadEngine, memory_ports
 from .realign import CopyDescriptor, Realigner
 from .transfer import Status
 from .write_engine import WriteEngine
@@ -51,9 +51,8 @@ class CopyEngine(wiring.Component):
         members = {
             "desc": In(stream.Signature(CopyDescriptor(cfg))),
             "status": Out(stream.Signature(Status(cfg))),
+            **memory_ports(cfg),
         }
-        for p in range(cfg.mem_ports):
-            members[f"m_axi_hbm{p}"] = Out(port_signature(cfg))
         super().__init__(members)
 
     def elaborate(self, platform):

@@ -16,13 +16,19 @@ from .transfer import (
     _log2,
 )
 
-__all__ = ["port_signature", "ReadPort", "ReadEngine", "DescriptorFanout", "global_addr"]
+__all__ = ["port_signature", "memory_ports", "ReadPort", "ReadEngine", "DescriptorFanout",
+           "global_addr", "before"]
 
 
 def port_signature(cfg):
     """The AXI4 signature of one memory port."""
     return AXI4Signature(addr_width=cfg.port_addr_width, data_width=cfg.port_width,
                          id_width=cfg.axi_id_width)
+
+
+def memory_ports(cfg):
+    """The members ``m_axi_hbm0`` ... of a block that owns all memory ports."""
+    return {f"m_axi_hbm{p}": Out(port_signature(cfg)) for p in range(cfg.mem_ports)}
 
 
 def before(tag, other):
@@ -220,9 +226,8 @@ class ReadEngine(wiring.Component):
             "desc": In(stream.Signature(Descriptor(cfg))),
             "data": Out(stream.Signature(Beat(cfg))),
             "status": Out(stream.Signature(Status(cfg))),
+            **memory_ports(cfg),
         }
-        for p in range(cfg.mem_ports):
-            members[f"m_axi_hbm{p}"] = Out(port_signature(cfg))
         super().__init__(members)
 
     def elaborate(self, platform):

@@ -5,7 +5,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import Burst, Resp
-from .read_engine import global_addr, port_signature
+from .read_engine import global_addr, memory_ports, port_signature
 from .transfer import Beat, BeatPlanner, BurstPlanner, BurstRequest, Descriptor, Status, _log2
 
 __all__ = ["WritePort", "WriteEngine"]
@@ -155,9 +155,8 @@ class WriteEngine(wiring.Component):
             "data": In(stream.Signature(Beat(cfg))),
             "status": Out(stream.Signature(Status(cfg))),
             "cancel": In(1),
+            **memory_ports(cfg),
         }
-        for p in range(cfg.mem_ports):
-            members[f"m_axi_hbm{p}"] = Out(port_signature(cfg))
         super().__init__(members)
 
     def elaborate(self, platform):
