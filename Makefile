@@ -6,12 +6,12 @@ PRESET ?= default
 OUT    ?= build
 JOBS   ?= auto
 
-.PHONY: demo test verilog bench lint clean
+.PHONY: demo test verilog bench synth lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,fpga]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -25,6 +25,10 @@ verilog: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m scripts.bench_hbm -o $(OUT)/bench
+
+DEVICE ?= ecp5-85k
+synth: $(VENV)/.installed
+	$(PY) -m scripts.synth --preset $(PRESET) --device $(DEVICE) -o $(OUT)/synth
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check hw sim scripts tests

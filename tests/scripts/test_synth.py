@@ -1,0 +1,29 @@
+"""Tier 3: a quick Yosys run of the smallest array, and the resource check."""
+
+import pytest
+
+from hw.config import PRESETS
+from scripts.synth import DEVICES, ToolError, check_fit, synthesize
+
+
+def test_yosys_maps_one_multiplier_per_pe(tmp_path):
+    cfg = PRESETS["tiny"]
+    report = synthesize(cfg, "ecp5-25k", out_dir=tmp_path, pnr=False, quiet=True)
+    y = report["yosys"]
+    assert y["dsps"] == cfg.rows * cfg.cols
+    assert y["luts"] > 0 and y["ffs"] > 0
+    assert (tmp_path / "tiny-systolic_array-ecp5-25k" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("kind, need, words", [
+    ("dsps", 64, ["64 DSP blocks", "has 28"]),
+    ("luts", 30000, ["30000 LUTs", "has 24288"]),
+    ("brams", 57, ["57 block RAMs", "has 56"]),
+])
+def test_check_fit_names_resource_need_and_capacity(kind, need, words):
+    counts = {"luts": 1, "ffs": 1, "dsps": 1, "brams": 0, kind: need}
+    with pytest.raises(ToolError) as info:
+        check_fit(counts, DEVICES["ecp5-25k"], "big")
+    for word in words:
+        assert word in str(info.value)
+    check_fit({**counts, kind: 1}, DEVICES["ecp5-25k"], "small")
