@@ -49,7 +49,9 @@ def region(rng, cfg, rows, row_bytes, min_stride=0):
 
 def random_instruction(rng, cfg, op):
     """A random valid instruction with opcode ``op``."""
-    flag = lambda: rng.random() < 0.5          # noqa: E731
+    def flag():
+        return rng.random() < 0.5
+
     if op == Opcode.LOAD:
         buf = rng.choice(list(Buffer))
         depth, row = buffer_depth(cfg, buf), buffer_row_bytes(cfg, buf)
