@@ -73,7 +73,7 @@ class SystolicArray(wiring.Component):
     overlapping the next output-stationary tile.
 
     The whole pipeline advances when the result stream can take a row, so every stall
-    (empty inputs, result backpressure) is lossless. Results leave rows + cols cycles after
+    (empty inputs, result backpressure) is lossless. Results leave rows + cols + 1 cycles after
     the row that produced them entered.
 
     Members
@@ -93,8 +93,9 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from accepting a row to presenting its result, without stalls."""
-        return self._cfg.rows + self._cfg.cols
+        """Cycles from accepting a row to presenting its result, without stalls: one per row
+        and column of PEs, and the PE's multiplier register."""
+        return self._cfg.rows + self._cfg.cols + ProcessingElement.PSUM_DELAY - 1
 
     def elaborate(self, platform):
         cfg = self._cfg

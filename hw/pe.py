@@ -39,6 +39,7 @@ class NorthLane(data.StructLayout):
 
 
 class ProcessingElement(wiring.Component):
+
     """One multiply-accumulate cell, for both dataflows.
 
     Weight-stationary: ``psum_o = psum_i + a * w``; ``w`` is the active weight, and two weight
@@ -49,7 +50,9 @@ class ProcessingElement(wiring.Component):
     Output-stationary: the PE keeps ``acc += a * b``; ``last`` copies the final sum into a
     result register, which a later ``drain`` slot inserts into the partial-sum column.
 
-    Sums wrap modulo ``2**acc_width`` (two's complement).
+    Sums wrap modulo ``2**acc_width`` (two's complement). The PE is pipelined: operands are
+    registered, then the product, then the sum, so ``psum_i`` meets the operands that entered
+    on ``a_i``/``b_i`` two cycles earlier (``PSUM_DELAY``).
 
     Parameters
     ----------
@@ -68,6 +71,8 @@ class ProcessingElement(wiring.Component):
     psum_i, psum_o : In/Out(signed(acc_width))
         Partial sum from the north; registered partial sum to the south.
     """
+
+    PSUM_DELAY = 2
 
     def __init__(self, cfg, *, row):
         self._cfg = cfg
@@ -90,27 +95,32 @@ class ProcessingElement(wiring.Component):
         acc = Signal(acc_shape)
         res = Signal(acc_shape)
 
-        a, b = self.a_o, self.b_o       # the operands at this PE in this cycle
+        # Operand stage: the operands registered from the neighbours choose the weight and
+        # feed a registered multiplier (the DSP's input and output registers).
+        a, b = self.a_o, self.b_o
         switch = a.ws & a.first
         weight = Mux(a.os, b.data, Mux(switch, w_next, w_active))
-        product = Signal(2 * cfg.in_width if not cfg.in_signed else signed(2 * cfg.in_width))
-        m.d.comb += product.eq(a.data * weight)
+        product = Signal(signed(2 * cfg.in_width) if cfg.in_signed else 2 * cfg.in_width)
+        ex = Signal(WestLane(cfg))      # the flags of the row whose product is in `product`
+
+        # Accumulate stage, one cycle later; the partial sum from the north arrives then too.
         acc_next = Signal(acc_shape)
-        m.d.comb += acc_next.eq(Mux(a.first, 0, acc) + product)
+        m.d.comb += acc_next.eq(Mux(ex.first, 0, acc) + product)
 
         with m.If(self.en):
-            m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i)]
+            m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i),
+                         product.eq(a.data * weight), ex.eq(a)]
             with m.If(switch):
                 m.d.sync += w_active.eq(w_next)
             with m.If(b.load & (b.row == self._row)):
                 m.d.sync += w_next.eq(b.data)
-            with m.If(a.os):
+            with m.If(ex.os):
                 m.d.sync += acc.eq(acc_next)
-                with m.If(a.last):
+                with m.If(ex.last):
                     m.d.sync += res.eq(acc_next)
-            with m.If(a.drain):
+            with m.If(ex.drain):
                 m.d.sync += self.psum_o.eq(res)
-            with m.Elif(a.ws):
+            with m.Elif(ex.ws):
                 m.d.sync += self.psum_o.eq(self.psum_i + product)
             with m.Else():
                 m.d.sync += self.psum_o.eq(self.psum_i)

@@ -10,8 +10,9 @@ from sim.reference import wrap
 
 def run_pe(cfg, steps, row=0):
     """Apply ``steps`` (one per cycle, en high): ``a``/``b`` go to a_i/b_i, and ``psum`` is the
-    partial sum that meets this step's operands, so it goes to psum_i one cycle later (when the
-    operands have been registered). Returns psum_o after each step, plus one more cycle."""
+    partial sum that meets this step's operands, so it goes to psum_i ``PSUM_DELAY`` cycles
+    later (when operands and product have been registered). Returns psum_o after each step,
+    plus ``PSUM_DELAY`` more cycles: the result of step k is at index k + PSUM_DELAY."""
     dut = ProcessingElement(cfg, row=row)
     seen = []
     zero_a = {"data": 0, "ws": 0, "os": 0, "first": 0, "last": 0, "drain": 0}
@@ -19,12 +20,12 @@ def run_pe(cfg, steps, row=0):
 
     async def bench(ctx):
         ctx.set(dut.en, 1)
-        psum = 0
-        for step in steps + [{}]:
+        psums = [0] * ProcessingElement.PSUM_DELAY
+        for step in steps + [{}] * ProcessingElement.PSUM_DELAY:
             ctx.set(dut.a_i, {**zero_a, **step.get("a", {})})
             ctx.set(dut.b_i, {**zero_b, **step.get("b", {})})
-            ctx.set(dut.psum_i, psum)
-            psum = step.get("psum", 0)
+            psums.append(step.get("psum", 0))
+            ctx.set(dut.psum_i, psums.pop(0))
             await ctx.tick()
             seen.append(ctx.get(dut.psum_o))
 
@@ -44,6 +45,7 @@ def weight(w, row=0):
 
 
 CFG = AccelConfig(name="pe")
+D = ProcessingElement.PSUM_DELAY
 
 
 @pytest.mark.parametrize("x, w, psum", [
@@ -54,7 +56,7 @@ def test_ws_multiply_add_wraps_at_accumulator_limits(x, w, psum):
     # the weight enters b_i, is registered, then captured; the first A row switches to it.
     steps = [{"b": weight(w)}, {}, {"a": ws(x, first=1), "psum": psum}]
     out = run_pe(CFG, steps)
-    assert out[3] == int(wrap(psum + x * w, 32))
+    assert out[2 + D] == int(wrap(psum + x * w, 32))
 
 
 def test_ws_captures_only_its_own_row_and_switch_is_per_row():
@@ -66,7 +68,7 @@ def test_ws_captures_only_its_own_row_and_switch_is_per_row():
         {"a": ws(-1), "psum": 1},
     ]
     out = run_pe(CFG, steps, row=0)
-    assert out[5:9] == [3 * 7, 100 + 2 * 7, 1000 - 4, 1 + 4]
+    assert out[4 + D:8 + D] == [3 * 7, 100 + 2 * 7, 1000 - 4, 1 + 4]
 
 
 def os_step(x, y, first=0, last=0, psum=0):
@@ -80,7 +82,7 @@ def test_os_accumulates_and_wraps_to_acc_width():
     steps = [os_step(-128, -128, first=(k == 0), last=(k == 7)) for k in range(8)]
     steps += [{"a": {"drain": 1}}]
     out = run_pe(cfg, steps)
-    assert out[9] == int(wrap(8 * 16384, 18)) == -2**17
+    assert out[8 + D] == int(wrap(8 * 16384, 18)) == -2**17
 
 
 def test_os_first_restarts_and_drain_returns_captured_sum():
@@ -89,18 +91,18 @@ def test_os_first_restarts_and_drain_returns_captured_sum():
              {"a": {"drain": 1}},                                    # ...while 2 drains
              os_step(127, 127, last=1), {"a": {"drain": 1}}]
     out = run_pe(CFG, steps)
-    assert out[5] == 2
-    assert out[7] == 1 + 16384 + 127 * 127
+    assert out[4 + D] == 2
+    assert out[6 + D] == 1 + 16384 + 127 * 127
 
 
 def test_os_without_drain_passes_partial_sums_through():
     steps = [os_step(3, 4, first=1, last=1, psum=77), {"a": {"os": 1}, "psum": -5}]
     out = run_pe(CFG, steps)
-    assert out[1:3] == [77, -5]
+    assert out[D:D + 2] == [77, -5]
 
 
 def test_unsigned_operands():
     cfg = AccelConfig(name="pe_u", in_signed=False)
     steps = [{"b": weight(255)}, {}, {"a": ws(255, first=1), "psum": 2**31 - 1}]
     out = run_pe(cfg, steps)
-    assert out[3] == int(wrap(2**31 - 1 + 255 * 255, 32))
+    assert out[2 + D] == int(wrap(2**31 - 1 + 255 * 255, 32))
