@@ -1,0 +1,287 @@
+"""STORE post-processing: bias, ReLU, scale, rounding shift and saturation, then byte packing."""
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .isa import SCALE_WIDTH, SHIFT_WIDTH, OutType, out_bytes
+
+__all__ = [
+    "RESULT_WIDTH", "PostOpLayout", "AccRowLayout", "ResultRowLayout", "PackedRowLayout",
+    "PostProcessor", "Packer",
+]
+
+RESULT_WIDTH = 32           # the widest OutType; narrower ones are sign-extended into it
+
+_RANGE = {t: (-(1 << (8 * out_bytes(t) - 1)), (1 << (8 * out_bytes(t) - 1)) - 1)
+          for t in OutType}
+
+
+class PostOpLayout(data.StructLayout):
+    """The settings of one STORE that post-processing needs.
+
+    The fields have the names, shapes and order of the first fields of
+    :class:`hw.isa.StoreLayout`, so the leading ``PostOpLayout().size`` bits of a STORE body
+    are a valid value of this layout.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "out_type": OutType,
+            "relu": 1,
+            "bias": 1,
+            "per_column": 1,
+            "shift": SHIFT_WIDTH,
+            "scale": SCALE_WIDTH,
+        })
+
+
+class AccRowLayout(data.StructLayout):
+    """Payload of the post-processor's input: one accumulator row and its operands.
+
+    ``bias`` is the STORE's bias row (used if the op sets ``bias``), ``scale`` the low
+    ``SCALE_WIDTH`` bits of each entry of its scale row (used if the op sets ``per_column``);
+    ``last`` marks the STORE's last row.
+    """
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": data.ArrayLayout(signed(cfg.acc_width), cfg.cols),
+            "bias": data.ArrayLayout(signed(cfg.acc_width), cfg.cols),
+            "scale": data.ArrayLayout(unsigned(SCALE_WIDTH), cfg.cols),
+            "last": 1,
+        })
+
+
+class ResultRowLayout(data.StructLayout):
+    """Payload of the post-processor's output: one row of saturated results.
+
+    Each value lies in the range of ``out_type``, sign-extended to ``RESULT_WIDTH`` bits.
+    ``out_type`` is the one the row was processed with, so that the :class:`Packer` needs no
+    setting of its own and rows of consecutive STOREs may share the pipeline.
+    """
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": data.ArrayLayout(signed(RESULT_WIDTH), cfg.cols),
+            "out_type": OutType,
+            "last": 1,
+        })
+
+
+class PackedRowLayout(data.StructLayout):
+    """Payload of the packer's output: one row as it lies in memory.
+
+    ``data`` holds the row's elements little-endian and back to back from byte 0, as numpy's
+    ``astype(int8/int16/int32).tobytes()`` lays them out; ``bytes`` (``cols`` times 1, 2 or 4)
+    counts the valid bytes, and the bytes above them are zero.
+    """
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": 8 * 4 * cfg.cols,
+            "bytes": range(4 * cfg.cols + 1),
+            "last": 1,
+        })
+
+
+class PostProcessor(wiring.Component):
+    """Requantizes accumulator rows as STORE specifies (see :mod:`hw.isa`), bit-exact with
+    :func:`sim.assembler.postprocess`.
+
+    Per column ``j``: ``x = wrap(data[j] + bias[j])`` if ``op.bias``; ``x = max(x, 0)`` if
+    ``op.relu``; ``p = x * s`` with ``s = scale[j]`` if ``op.per_column``, else
+    ``op.scale``; ``y = p / 2**op.shift`` rounded half away from zero; ``y`` saturated to
+    ``op.out_type`` (an ``out_type`` of 3, which the ISA does not define, acts as INT32).
+
+    Three register stages, all advancing together when the output can move (a stall holds
+    every row in place, so none is lost or repeated):
+
+    1. bias and ReLU, and the choice of the scale;
+    2. the ``acc_width`` x ``SCALE_WIDTH`` product, and the rounding constant of the shift;
+    3. the rounding add, the arithmetic shift and the saturation.
+
+    ``op`` is sampled together with each row ``i`` accepts and travels down the pipeline
+    with it; the store engine holds it constant while a STORE's rows enter, and may change it
+    for the next STORE while earlier rows are still inside.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+
+    Members
+    -------
+    op : In(PostOpLayout)
+        The running STORE's settings.
+    i : In(stream.Signature(AccRowLayout))
+        Accumulator rows.
+    o : Out(stream.Signature(ResultRowLayout))
+        Result rows, ``latency`` cycles after their input row when nothing stalls; one row
+        per cycle.
+    """
+
+    LATENCY = 3
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "op": In(PostOpLayout()),
+            "i": In(stream.Signature(AccRowLayout(cfg))),
+            "o": Out(stream.Signature(ResultRowLayout(cfg))),
+        })
+
+    @property
+    def latency(self):
+        """Cycles from accepting a row to presenting its result, without stalls."""
+        return self.LATENCY
+
+    @property
+    def product_width(self):
+        """Signed width that holds every product: ``|x * s| < 2**(acc_width - 1) * 2**16``."""
+        return self._cfg.acc_width + SCALE_WIDTH
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        aw, P = cfg.acc_width, self.product_width
+        m = Module()
+
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+        ]
+
+        # Stage 1: bias, ReLU, scale choice ----------------------------------------------------
+
+        i, op = self.i.payload, self.op
+        v1, last1 = Signal(), Signal()
+        x1 = [Signal(signed(aw), name=f"x1_{j}") for j in range(cfg.cols)]
+        s1 = [Signal(SCALE_WIDTH, name=f"s1_{j}") for j in range(cfg.cols)]
+        # A shift of P or more rounds every product (|p| < 2**(P - 1)) to 0 without a tie,
+        # as P does, so clamping to P bounds the rounding adder and shifter at P + 1 bits.
+        sh1 = Signal(range(P + 1))
+        type1 = Signal(OutType)
+        with m.If(advance):
+            m.d.sync += [
+                v1.eq(self.i.valid),
+                last1.eq(i.last),
+                sh1.eq(Mux(op.shift > P, P, op.shift)),
+                type1.eq(op.out_type),
+            ]
+            for j in range(cfg.cols):
+                x = Mux(op.bias, (i.data[j] + i.bias[j])[:aw].as_signed(), i.data[j])
+                m.d.sync += [
+                    x1[j].eq(Mux(op.relu & x[-1], 0, x)),
+                    s1[j].eq(Mux(op.per_column, i.scale[j], op.scale)),
+                ]
+
+        # Stage 2: product; the rounding constant 2**(shift - 1) - 1 in parallel --------------
+
+        v2, last2 = Signal(), Signal()
+        p2 = [Signal(signed(P), name=f"p2_{j}") for j in range(cfg.cols)]
+        sh2 = Signal.like(sh1)
+        type2 = Signal(OutType)
+        half_m1 = Signal(P)
+        with m.If(advance):
+            m.d.sync += [
+                v2.eq(v1),
+                last2.eq(last1),
+                sh2.eq(sh1),
+                type2.eq(type1),
+                half_m1.eq(Cat(sh1 > k + 1 for k in range(P))),
+            ]
+            for j in range(cfg.cols):
+                m.d.sync += p2[j].eq((x1[j] * s1[j])[:P].as_signed())
+
+        # Stage 3: round half away from zero, shift, saturate ---------------------------------
+
+        v3, last3 = Signal(), Signal()
+        y3 = [Signal(signed(RESULT_WIDTH), name=f"y3_{j}") for j in range(cfg.cols)]
+        type3 = Signal(OutType)
+        with m.If(advance):
+            m.d.sync += [v3.eq(v2), last3.eq(last2), type3.eq(type2)]
+            for j in range(cfg.cols):
+                # p + 2**(shift-1) - (p < 0) is p + (2**(shift-1) - 1) with carry-in ~sign.
+                carry = (sh2 != 0) & ~p2[j][-1]
+                total = Signal(signed(P + 1), name=f"round{j}")
+                m.d.comb += total.eq(p2[j] + half_m1 + carry)
+                y = total >> sh2
+                sat = Signal(signed(RESULT_WIDTH), name=f"sat{j}")
+                with m.Switch(type2):
+                    for t in OutType:
+                        lo, hi = _RANGE[t]
+                        with m.Case(t):
+                            m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
+                    with m.Default():
+                        lo, hi = _RANGE[OutType.INT32]
+                        m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
+                m.d.sync += y3[j].eq(sat)
+
+        m.d.comb += [
+            self.o.valid.eq(v3),
+            self.o.payload.last.eq(last3),
+            self.o.payload.out_type.eq(type3),
+        ]
+        for j in range(cfg.cols):
+            m.d.comb += self.o.payload.data[j].eq(y3[j])
+        return m
+
+
+class Packer(wiring.Component):
+    """Packs result rows into the bytes a STORE writes: element ``j`` of a row of
+    ``out_type`` takes bytes ``j * n`` to ``j * n + n - 1`` (``n`` = 1, 2 or 4), low byte
+    first. One register stage; one row per cycle.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+
+    Members
+    -------
+    i : In(stream.Signature(ResultRowLayout))
+        Saturated result rows, each carrying its ``out_type`` (3 acts as INT32).
+    o : Out(stream.Signature(PackedRowLayout))
+        Packed rows, one cycle after their input row when nothing stalls.
+    """
+
+    LATENCY = 1
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(ResultRowLayout(cfg))),
+            "o": Out(stream.Signature(PackedRowLayout(cfg))),
+        })
+
+    @property
+    def latency(self):
+        """Cycles from accepting a row to presenting its bytes, without stalls."""
+        return self.LATENCY
+
+    def elaborate(self, platform):
+        cols = self._cfg.cols
+        m = Module()
+
+        advance = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+        ]
+
+        i, o = self.i.payload, self.o.payload
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(self.i.valid), o.last.eq(i.last)]
+            with m.Switch(i.out_type):
+                for t in (OutType.INT8, OutType.INT16):
+                    n = 8 * out_bytes(t)
+                    with m.Case(t):
+                        m.d.sync += [
+                            o.data.eq(Cat(i.data[j][:n] for j in range(cols))),
+                            o.bytes.eq(cols * out_bytes(t)),
+                        ]
+                with m.Default():
+                    m.d.sync += [
+                        o.data.eq(Cat(i.data[j] for j in range(cols))),
+                        o.bytes.eq(cols * out_bytes(OutType.INT32)),
+                    ]
+        return m
