@@ -1,0 +1,156 @@
+"""The accumulator memory: result rows of MATMUL, bias and scale tables of LOAD, read by STORE."""
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory, ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .config import AccelConfig
+
+__all__ = ["acc_row_layout", "AccWriteLayout", "Accumulator"]
+
+
+def acc_row_layout(cfg):
+    """Shape of one accumulator row: ``cols`` signed ``acc_width``-bit values."""
+    return data.ArrayLayout(signed(cfg.acc_width), cfg.cols)
+
+
+class AccWriteLayout(data.StructLayout):
+    """Payload of the accumulator's result input: one result row and where it goes.
+
+    ``data`` is a row of the systolic array's result stream. Column ``j`` of row ``addr``
+    becomes ``old + data[j]`` (wrapping modulo ``2**acc_width``) if ``accumulate`` is set, or
+    ``data[j]`` if not, when bit ``j`` of ``mask`` is set; it is left unchanged otherwise
+    (columns ``N ..`` of a tile with N < cols).
+    """
+
+    def __init__(self, cfg):
+        super().__init__({
+            "data": acc_row_layout(cfg),
+            "addr": ceil_log2(cfg.acc_depth),
+            "accumulate": 1,
+            "mask": cfg.cols,
+        })
+
+
+class Accumulator(wiring.Component):
+    """``acc_depth`` rows of ``cols`` accumulators with three ports: MATMUL, LOAD and STORE.
+
+    ``i`` takes one result row per cycle, accumulating or overwriting. It is a two-stage
+    read-modify-write: the row's old value is read in the cycle the beat is accepted and the
+    new value written in the next. The new value of each write is also kept in a register and
+    forwarded to the following row if it has the same address, because the memory read for
+    that row happened before the write landed; so any sequence of addresses, including the
+    same row back to back, runs at one row per cycle.
+
+    ``load`` writes a row directly (a LOAD into bias or scale tables): in each cycle, column
+    ``j`` of ``data`` goes to row ``addr`` if bit ``j`` of ``en`` is set. The memory has one
+    write port, shared with ``i``: **LOAD wins**. While ``load.en`` is non-zero the whole
+    read-modify-write pipeline holds and ``i.ready`` is low, so the systolic array stalls
+    (losslessly) instead of the load engine, which then never waits and drives the same
+    signature as a scratchpad bank. A LOAD and a MATMUL must not write the same row at
+    overlapping times (the row in the pipeline would overwrite the LOAD with a sum of stale
+    data); the dependency tokens of :mod:`hw.isa` order them.
+
+    ``store`` reads a row: synchronous, ``READ_LATENCY`` = 1, ``data`` holds while ``en`` is
+    low. A row accepted on ``i`` in cycle ``t``, or written by ``load`` in cycle ``t``, is
+    visible to a ``store`` read issued in cycle ``t + WRITE_LATENCY`` (plus any cycles a LOAD
+    holds the pipeline) or ``t + 1`` respectively. ``busy`` is high while an accepted row is
+    not yet written, so once it is low every accepted row is visible. A read of a row being
+    written in the same cycle returns its old value.
+
+    Rows are zero after reset.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+
+    Members
+    -------
+    i : In(stream.Signature(AccWriteLayout(cfg)))
+        Result rows from the compute engine.
+    load : Out(WritePort.Signature(addr_width, acc_row_layout(cfg), granularity=1))
+        Direct row writes; ``en`` is the column mask.
+    store : Out(ReadPort.Signature(addr_width, acc_row_layout(cfg)))
+        Row reads for the store engine.
+    busy : Out(1)
+        An accepted result row has not been written yet.
+
+    ``addr_width`` is ``ceil_log2(acc_depth)``.
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not an :class:`~hw.config.AccelConfig`.
+    """
+
+    READ_LATENCY = 1
+    WRITE_LATENCY = 2
+
+    def __init__(self, cfg):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        self._cfg = cfg
+        addr_width = ceil_log2(cfg.acc_depth)
+        row = acc_row_layout(cfg)
+        super().__init__({
+            "i": In(stream.Signature(AccWriteLayout(cfg))),
+            "load": Out(WritePort.Signature(addr_width=addr_width, shape=row, granularity=1)),
+            "store": Out(ReadPort.Signature(addr_width=addr_width, shape=row)),
+            "busy": Out(1),
+        })
+
+    @property
+    def cfg(self):
+        return self._cfg
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        row = acc_row_layout(cfg)
+        m = Module()
+
+        # One write port and two read ports: a simple dual-port RAM, duplicated for the second
+        # read port, which is what block RAMs offer without bypass or arbitration logic.
+        m.submodules.mem = mem = Memory(shape=row, depth=cfg.acc_depth, init=[])
+        wr = mem.write_port(granularity=1)
+        rmw = mem.read_port()
+        wiring.connect(m, wiring.flipped(self.store), mem.read_port())
+
+        loading = Signal()
+        m.d.comb += loading.eq(self.load.en.any())
+        advance = ~loading
+        m.d.comb += self.i.ready.eq(advance)
+
+        # Stage 1: the accepted row, its old value arriving from the read port.
+        s1 = Signal(AccWriteLayout(cfg))
+        s1_valid = Signal()
+        m.d.comb += [rmw.addr.eq(self.i.payload.addr), rmw.en.eq(advance)]
+        with m.If(advance):
+            m.d.sync += [s1.eq(self.i.payload), s1_valid.eq(self.i.valid)]
+
+        # The write made at the edge where stage 1's read was issued. It is only updated when
+        # the pipeline advances: a LOAD write during a hold is never to stage 1's row, and
+        # every read issued after it sees it in the memory.
+        fwd = Signal(row)
+        fwd_addr = Signal.like(s1.addr)
+        fwd_mask = Signal(cfg.cols)
+        fwd_hit = Signal()
+        m.d.comb += fwd_hit.eq(fwd_mask.any() & (fwd_addr == s1.addr))
+
+        new = Signal(row)
+        for j in range(cfg.cols):
+            old = Mux(fwd_hit & fwd_mask[j], fwd[j], rmw.data[j])
+            # Assigning the (acc_width + 1)-bit sum to an acc_width-bit lane wraps it.
+            m.d.comb += new[j].eq(Mux(s1.accumulate, old + s1.data[j], s1.data[j]))
+        mask = Mux(s1_valid, s1.mask, 0)
+
+        with m.If(loading):
+            m.d.comb += [wr.addr.eq(self.load.addr), wr.data.eq(self.load.data),
+                         wr.en.eq(self.load.en)]
+        with m.Else():
+            m.d.comb += [wr.addr.eq(s1.addr), wr.data.eq(new), wr.en.eq(mask)]
+            m.d.sync += [fwd.eq(new), fwd_addr.eq(s1.addr), fwd_mask.eq(mask)]
+
+        m.d.comb += self.busy.eq(s1_valid)
+        return m
