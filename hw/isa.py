@@ -299,17 +299,25 @@ class MatmulLayout(data.StructLayout):
         })
 
 
+def post_op_fields():
+    """The post-processing settings that open a STORE body (the post-processor takes them as
+    they are)."""
+    return {
+        "out_type": OutType,
+        "relu": 1,
+        "bias": 1,
+        "per_column": 1,
+        "shift": SHIFT_WIDTH,
+        "scale": SCALE_WIDTH,
+    }
+
+
 class StoreLayout(data.StructLayout):
     """Body of STORE: accumulator rows, post-processed, into a 2-D strided memory region."""
 
     def __init__(self, cfg):
         super().__init__({
-            "out_type": OutType,
-            "relu": 1,
-            "bias": 1,
-            "per_column": 1,
-            "shift": SHIFT_WIDTH,
-            "scale": SCALE_WIDTH,
+            **post_op_fields(),
             "acc_addr": _addr(cfg.acc_depth),
             "bias_addr": _addr(cfg.acc_depth),
             "scale_addr": _addr(cfg.acc_depth),

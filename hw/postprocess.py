@@ -4,7 +4,7 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import SCALE_WIDTH, SHIFT_WIDTH, OutType, out_bytes
+from .isa import SCALE_WIDTH, OutType, out_bytes, post_op_fields
 
 __all__ = [
     "RESULT_WIDTH", "PostOpLayout", "AccRowLayout", "ResultRowLayout", "PackedRowLayout",
@@ -26,14 +26,7 @@ class PostOpLayout(data.StructLayout):
     """
 
     def __init__(self):
-        super().__init__({
-            "out_type": OutType,
-            "relu": 1,
-            "bias": 1,
-            "per_column": 1,
-            "shift": SHIFT_WIDTH,
-            "scale": SCALE_WIDTH,
-        })
+        super().__init__(post_op_fields())
 
 
 class AccRowLayout(data.StructLayout):
