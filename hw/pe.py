@@ -95,11 +95,16 @@ class ProcessingElement(wiring.Component):
         acc = Signal(acc_shape)
         res = Signal(acc_shape)
 
-        # Operand stage: the operands registered from the neighbours choose the weight and
-        # feed a registered multiplier (the DSP's input and output registers).
+        # Operand stage: the operands registered from the neighbours feed a registered
+        # multiplier. The weight is chosen a cycle ahead, from the lanes arriving on a_i/b_i
+        # and the weight registers as they will be, so that both multiplier inputs come
+        # straight from registers (the DSP's input registers).
         a, b = self.a_o, self.b_o
         switch = a.ws & a.first
-        weight = Mux(a.os, b.data, Mux(switch, w_next, w_active))
+        capture = b.load & (b.row == self._row)
+        w_next_then = Mux(capture, b.data, w_next)
+        w_active_then = Mux(switch, w_next, w_active)
+        weight = Signal(operand_shape(cfg))     # the weight of the row in a_o
         product = Signal(signed(2 * cfg.in_width) if cfg.in_signed else 2 * cfg.in_width)
         ex = Signal(WestLane(cfg))      # the flags of the row whose product is in `product`
 
@@ -109,11 +114,11 @@ class ProcessingElement(wiring.Component):
 
         with m.If(self.en):
             m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i),
-                         product.eq(a.data * weight), ex.eq(a)]
-            with m.If(switch):
-                m.d.sync += w_active.eq(w_next)
-            with m.If(b.load & (b.row == self._row)):
-                m.d.sync += w_next.eq(b.data)
+                         product.eq(a.data * weight), ex.eq(a),
+                         weight.eq(Mux(self.a_i.os, self.b_i.data,
+                                       Mux(self.a_i.ws & self.a_i.first,
+                                           w_next_then, w_active_then))),
+                         w_active.eq(w_active_then), w_next.eq(w_next_then)]
             with m.If(ex.os):
                 m.d.sync += acc.eq(acc_next)
                 with m.If(ex.last):
