@@ -66,7 +66,8 @@ class SystolicArray(wiring.Component):
 
     Weight-stationary tiles: K <= rows, N <= cols, any M. The B stream preloads a tile's
     weights while the previous tile computes; the A row marked ``first`` switches to them
-    without a bubble. A tile costs max(M, K) cycles when tiles run back to back.
+    without a bubble. Back to back, a tile costs max(M, K of the next tile) cycles: the next
+    weights load during it, one row per cycle.
 
     Output-stationary tiles: M <= rows, N <= cols, any K. A and B beats pair up; the M result
     rows leave through the same column pipeline in the M slots after the ``last`` beat,
