@@ -115,6 +115,14 @@ class Realigner(wiring.Component):
             with m.Else():
                 m.next = "RUN"
 
+        def stripe():
+            # one input stripe in, one output stripe out
+            with m.If(self.i.valid & plan.valid & out_ready):
+                m.d.comb += self.i.ready.eq(1)
+                m.d.sync += prev.eq(rot)
+                emit(rot)
+                after_input()
+
         m.d.comb += CopyDescriptor.side(planner.desc.payload, self.desc.payload, "dst")
         with m.FSM():
             with m.State("IDLE"):
@@ -134,17 +142,10 @@ class Realigner(wiring.Component):
                             m.next = "TAIL"
                         with m.Else():
                             m.next = "RUN"
-                with m.Elif(self.i.valid & plan.valid & out_ready):
-                    m.d.comb += self.i.ready.eq(1)
-                    m.d.sync += prev.eq(rot)
-                    emit(rot)
-                    after_input()
+                with m.Else():
+                    stripe()
             with m.State("RUN"):
-                with m.If(self.i.valid & plan.valid & out_ready):
-                    m.d.comb += self.i.ready.eq(1)
-                    m.d.sync += prev.eq(rot)
-                    emit(rot)
-                    after_input()
+                stripe()
             with m.State("TAIL"):
                 with m.If(plan.valid & out_ready):
                     emit(C(0, 8 * S))
