@@ -1,0 +1,277 @@
+"""The controller: program sequencing, instruction decode, the three queues and their tokens.
+
+A START from the CSR block begins a run: the :class:`~hw.fetch.Fetcher` reads the program,
+decode checks each word and appends LOAD, MATMUL and STORE to the load, compute and store
+queues (``QUEUE_DEPTH`` instructions each). The head of a queue goes to its engine once the
+tokens its ``pop_*`` bits ask for are there; an engine's retirement gives the tokens of its
+``push_*`` bits. FENCE and END wait until every queue is empty and every engine idle; END
+then ends the run with ``done``.
+
+Decode dispatches in program order and stops at a queue that is full, so a program must
+place every instruction after the instructions whose tokens it waits for (the natural order,
+which :meth:`sim.assembler.Program.check_tokens` verifies); then no queue can fill up with
+instructions waiting for tokens that a later instruction would give.
+
+The first error of a run (an illegal instruction, a memory error of fetch, LOAD or STORE, a
+bad program address or length, or SOFT_RESET) is latched with its code, the index of the
+instruction and an address, and aborts the run: decode stops, the queues are emptied, the
+engines drop what they are offered and finish the memory transactions already issued, and
+when all are idle ``error`` pulses and ``busy`` falls. An abort never leaves a memory
+transaction open.
+
+Illegal instructions (``ILLEGAL_INSTRUCTION``, address = the instruction's address) are the
+words :func:`hw.isa.decode` or :func:`hw.isa.validate` refuses, except that the end of a
+transfer's memory region is not checked against the address space (it wraps).
+"""
+
+from amaranth import *
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from .engine import EngineInstr, ErrorCode, ErrorLayout, engine_members
+from .fetch import Fetcher
+from .isa import (
+    HEADER_WIDTH, INSTR_BYTES, Buffer, Dataflow, InstructionLayout, LoadLayout,
+    MatmulLayout, Opcode, OutType, StoreLayout, acc_bytes, buffer_row_bytes, operand_bytes,
+)
+from .read_arbiter import read_client
+
+__all__ = ["QUEUE_DEPTH", "Controller"]
+
+QUEUE_DEPTH = 8
+
+_QUEUES = ("load", "compute", "store")
+_BODY = {"load": "load", "compute": "matmul", "store": "store"}
+
+
+def _engine_port(cfg, body):
+    """The controller's side of an engine (the engine's members, flipped)."""
+    return In(wiring.Signature(engine_members(cfg, body)))
+
+
+def _count(value, lo, hi):
+    return (value >= lo) & (value <= hi)
+
+
+def _legal_load(cfg, f):
+    spad, acc = cfg.spad_depth, cfg.acc_depth
+    checks = []
+    for buf, depth, row, elem in (
+            (Buffer.SPAD_A, spad, buffer_row_bytes(cfg, Buffer.SPAD_A), operand_bytes(cfg)),
+            (Buffer.SPAD_B, spad, buffer_row_bytes(cfg, Buffer.SPAD_B), operand_bytes(cfg)),
+            (Buffer.ACC, acc, buffer_row_bytes(cfg, Buffer.ACC), acc_bytes(cfg))):
+        checks.append((f.buf == buf) &
+                      _count(f.rows, 1, depth) & (f.buf_addr + f.rows <= depth) &
+                      _count(f.row_bytes, elem, row) &
+                      (f.row_bytes[:(elem - 1).bit_length()] == 0))
+    return Cat(checks).any()
+
+
+def _legal_matmul(cfg, f):
+    ws = f.dataflow == Dataflow.WS
+    spad, acc = cfg.spad_depth, cfg.acc_depth
+    ws_ok = (_count(f.k, 1, cfg.rows) & _count(f.m, 1, min(acc, spad)) &
+             (f.a_addr + f.m <= spad))
+    os_ok = (~f.keep_weights & _count(f.m, 1, min(cfg.rows, acc)) & _count(f.k, 1, spad) &
+             (f.a_addr + f.k <= spad))
+    return (_count(f.n, 1, cfg.cols) & Mux(ws, ws_ok, os_ok) &
+            (f.keep_weights | (f.b_addr + f.k <= spad)) & (f.c_addr + f.m <= acc))
+
+
+def _legal_store(cfg, f):
+    acc = cfg.acc_depth
+    sizes = []
+    for t in (OutType.INT8, OutType.INT16, OutType.INT32):
+        ob = {OutType.INT8: 1, OutType.INT16: 2, OutType.INT32: 4}[t]
+        sizes.append((f.out_type == t) & _count(f.row_bytes, ob, cfg.cols * ob) &
+                     (f.row_bytes[:(ob - 1).bit_length()] == 0))
+    return (_count(f.rows, 1, acc) & (f.acc_addr + f.rows <= acc) &
+            (~f.bias | (f.bias_addr < acc)) & (~f.per_column | (f.scale_addr < acc)) &
+            Cat(sizes).any() & ((f.rows <= 1) | (f.stride >= f.row_bytes)))
+
+
+class Controller(wiring.Component):
+    """Runs programs: fetch, decode, queues, tokens and errors (see the module docstring).
+
+    Members
+    -------
+    start : In(1)
+        Pulse from the CSR block: begin a run (ignored while busy).
+    soft_reset : In(1)
+        Pulse: abort the running program (error code ABORTED); no effect while idle.
+    prog_addr : In(cfg.addr_width), prog_len : In(32)
+    rd : Out(read_client(cfg))
+        Instruction reads, to the read arbiter.
+    load, compute, store : In(Signature(engine_members(cfg, body)))
+        The engines, seen from the controller (``instr`` out, ``retire`` in, ...).
+    busy : Out(1)
+    done : Out(1)
+        Pulse: the run reached END.
+    error : Out(1)
+        Pulse: the run was aborted, with the latched ``error_code``, ``error_index``,
+        ``error_addr``.
+    error_code : Out(8), error_index : Out(32), error_addr : Out(64)
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "start": In(1),
+            "soft_reset": In(1),
+            "prog_addr": In(cfg.addr_width),
+            "prog_len": In(32),
+            "rd": Out(read_client(cfg)),
+            "load": _engine_port(cfg, LoadLayout(cfg)),
+            "compute": _engine_port(cfg, MatmulLayout(cfg)),
+            "store": _engine_port(cfg, StoreLayout(cfg)),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "error_code": Out(8),
+            "error_index": Out(32),
+            "error_addr": Out(64),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        engines = {"load": self.load, "compute": self.compute, "store": self.store}
+
+        running = Signal()          # fetching and dispatching
+        aborting = Signal()         # an error was latched; waiting for everything to go idle
+        finishing = Signal()        # END was executed; waiting for the fetcher to go idle
+        m.d.comb += self.busy.eq(running | aborting | finishing)
+
+        m.submodules.fetch = fetch = Fetcher(cfg)
+        wiring.connect(m, fetch.rd, wiring.flipped(self.rd))
+        m.d.comb += [fetch.prog_addr.eq(self.prog_addr), fetch.prog_len.eq(self.prog_len),
+                     fetch.stop.eq(~running)]
+        starting = self.start & ~self.busy
+        m.d.comb += fetch.start.eq(starting)
+
+        # Queues ------------------------------------------------------------------------------
+        flush = aborting
+        queues = {}
+        for name in _QUEUES:
+            layout = engines[name].instr.payload.shape()
+            q = ResetInserter(flush)(fifo.SyncFIFOBuffered(width=layout.size, depth=QUEUE_DEPTH))
+            m.submodules[f"{name}_q"] = q
+            queues[name] = (q, layout)
+
+        # Decode ------------------------------------------------------------------------------
+        word = Signal(InstructionLayout(cfg))
+        m.d.comb += word.eq(fetch.word.payload)
+        index = Signal(32)
+        op = word.header.opcode
+        body = word.body
+        used = {Opcode.LOAD: HEADER_WIDTH + body.load.shape().size,
+                Opcode.MATMUL: HEADER_WIDTH + body.matmul.shape().size,
+                Opcode.STORE: HEADER_WIDTH + body.store.shape().size,
+                Opcode.FENCE: HEADER_WIDTH, Opcode.END: HEADER_WIDTH}
+        raw = word.as_value()
+        h = word.header
+        legal = Signal()
+        with m.Switch(op):
+            with m.Case(Opcode.LOAD):
+                m.d.comb += legal.eq((raw[used[Opcode.LOAD]:] == 0) & ~h.pop_prev &
+                                     ~h.push_prev & _legal_load(cfg, body.load))
+            with m.Case(Opcode.MATMUL):
+                m.d.comb += legal.eq((raw[used[Opcode.MATMUL]:] == 0) &
+                                     _legal_matmul(cfg, body.matmul))
+            with m.Case(Opcode.STORE):
+                m.d.comb += legal.eq((raw[used[Opcode.STORE]:] == 0) & ~h.pop_next &
+                                     ~h.push_next & _legal_store(cfg, body.store))
+            with m.Case(Opcode.FENCE, Opcode.END):
+                m.d.comb += legal.eq((raw[HEADER_WIDTH:] == 0) &
+                                     (h.as_value()[4:] == 0))
+
+        # A queue's level counts an entry from the cycle after its write (r_rdy lags more).
+        idle = (Cat(~e.busy for e in engines.values()).all() &
+                Cat(q.level == 0 for q, _ in queues.values()).all())
+        dispatch = {"load": Opcode.LOAD, "compute": Opcode.MATMUL, "store": Opcode.STORE}
+        take = Signal()
+        for name, opcode in dispatch.items():
+            q, layout = queues[name]
+            entry = Signal(layout, name=f"{name}_entry")
+            m.d.comb += [entry.header.eq(h), entry.index.eq(index),
+                         entry.body.eq(body[_BODY[name]]), q.w_data.eq(entry)]
+        with m.If(running & fetch.word.valid & legal):
+            with m.Switch(op):
+                for name, opcode in dispatch.items():
+                    q, _ = queues[name]
+                    with m.Case(opcode):
+                        m.d.comb += [q.w_en.eq(q.w_rdy), take.eq(q.w_rdy)]
+                with m.Case(Opcode.FENCE, Opcode.END):
+                    m.d.comb += take.eq(idle)
+        m.d.comb += fetch.word.ready.eq(take)
+        with m.If(take):
+            m.d.sync += index.eq(index + 1)
+        end = take & (op == Opcode.END)
+
+        # Tokens ------------------------------------------------------------------------------
+        # Channels named producer_consumer; each counts tokens given and not yet taken.
+        chans = {k: Signal(16, name=f"tokens_{k}") for k in ("lc", "cl", "cs", "sc")}
+        pops = {"load": {"pop_next": "cl"},
+                "compute": {"pop_prev": "lc", "pop_next": "sc"},
+                "store": {"pop_prev": "cs"}}
+        pushes = {"load": {"push_next": "lc"},
+                  "compute": {"push_prev": "cl", "push_next": "cs"},
+                  "store": {"push_prev": "sc"}}
+        inc = {k: Signal(name=f"give_{k}") for k in chans}
+        dec = {k: Signal(name=f"take_{k}") for k in chans}
+        for name in _QUEUES:
+            q, layout = queues[name]
+            e = engines[name]
+            head = Signal(layout, name=f"{name}_head")
+            m.d.comb += head.eq(q.r_data)
+            ok = Cat(~head.header[bit] | (chans[ch] != 0)
+                     for bit, ch in pops[name].items()).all()
+            m.d.comb += [e.instr.payload.eq(head), e.instr.valid.eq(q.r_rdy & ok & running),
+                         q.r_en.eq(e.instr.valid & e.instr.ready), e.abort.eq(aborting)]
+            for bit, ch in pops[name].items():
+                m.d.comb += dec[ch].eq(q.r_en & head.header[bit])
+            for bit, ch in pushes[name].items():
+                m.d.comb += inc[ch].eq(e.retire.valid & e.retire.payload[bit])
+        for k, count in chans.items():
+            m.d.sync += count.eq(count + inc[k] - dec[k])
+
+        # Errors ------------------------------------------------------------------------------
+        err = Signal(ErrorLayout(cfg))
+        err_valid = Signal()
+        with m.If(self.soft_reset & running):
+            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.ABORTED), err.index.eq(index)]
+        for src in (fetch.error, *(e.error for e in engines.values())):
+            with m.If(src.valid):
+                m.d.comb += [err_valid.eq(1), err.eq(src.payload)]
+        with m.If(running & fetch.word.valid & ~legal):
+            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.ILLEGAL_INSTRUCTION),
+                         err.index.eq(index),
+                         err.addr.eq(self.prog_addr + index * INSTR_BYTES)]
+        with m.If(running & (index == self.prog_len) & ~end):
+            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.BAD_PROGRAM),
+                         err.index.eq(index),
+                         err.addr.eq(self.prog_addr + index * INSTR_BYTES)]
+        with m.If(starting & ((self.prog_len == 0) |
+                              (self.prog_addr[:(INSTR_BYTES - 1).bit_length()] != 0))):
+            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.BAD_PROGRAM),
+                         err.addr.eq(self.prog_addr)]
+
+        # Sequencing --------------------------------------------------------------------------
+        quiet = idle & fetch.idle
+        m.d.comb += [self.done.eq(0), self.error.eq(0)]
+        with m.If(starting):
+            m.d.sync += [running.eq(1), index.eq(0)]
+            m.d.sync += [count.eq(0) for count in chans.values()]
+        with m.If(err_valid & ~aborting):
+            m.d.sync += [running.eq(0), finishing.eq(0), aborting.eq(1),
+                         self.error_code.eq(err.code), self.error_index.eq(err.index),
+                         self.error_addr.eq(err.addr)]
+        with m.Elif(end):
+            m.d.sync += [running.eq(0), finishing.eq(1)]
+        with m.If(finishing & quiet):
+            m.d.sync += finishing.eq(0)
+            m.d.comb += self.done.eq(1)
+        with m.If(aborting & quiet):
+            m.d.sync += aborting.eq(0)
+            m.d.comb += self.error.eq(1)
+        return m
