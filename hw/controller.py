@@ -25,14 +25,25 @@ transfer's memory region is not checked against the address space (it wraps).
 """
 
 from amaranth import *
-from amaranth.lib import data, fifo, wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from .engine import EngineInstr, ErrorCode, ErrorLayout, engine_members
+from .engine import ErrorCode, ErrorLayout, engine_members
 from .fetch import Fetcher
 from .isa import (
-    HEADER_WIDTH, INSTR_BYTES, Buffer, Dataflow, InstructionLayout, LoadLayout,
-    MatmulLayout, Opcode, OutType, StoreLayout, acc_bytes, buffer_row_bytes, operand_bytes,
+    HEADER_WIDTH,
+    INSTR_BYTES,
+    Buffer,
+    Dataflow,
+    InstructionLayout,
+    LoadLayout,
+    MatmulLayout,
+    Opcode,
+    OutType,
+    StoreLayout,
+    acc_bytes,
+    buffer_row_bytes,
+    operand_bytes,
 )
 from .read_arbiter import read_client
 
@@ -190,7 +201,7 @@ class Controller(wiring.Component):
                 Cat(q.level == 0 for q, _ in queues.values()).all())
         dispatch = {"load": Opcode.LOAD, "compute": Opcode.MATMUL, "store": Opcode.STORE}
         take = Signal()
-        for name, opcode in dispatch.items():
+        for name in dispatch:
             q, layout = queues[name]
             entry = Signal(layout, name=f"{name}_entry")
             m.d.comb += [entry.header.eq(h), entry.index.eq(index),
