@@ -6,7 +6,7 @@ PRESET ?= default
 OUT    ?= build
 JOBS   ?= auto
 
-.PHONY: demo test verilog bench synth lint clean
+.PHONY: demo test verilog bench bench-gemm synth lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ verilog: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m scripts.bench_hbm -o $(OUT)/bench
+
+bench-gemm: $(VENV)/.installed
+	$(PY) -m scripts.bench_gemm -o $(OUT)/bench
 
 DEVICE ?= ecp5-85k
 synth: $(VENV)/.installed

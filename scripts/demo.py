@@ -1,49 +1,57 @@
-"""Generate a configuration, stream A through its systolic array on Verilator and check the
-result against numpy.
+"""Run an int8 GEMM with bias, ReLU and requantization on the accelerator's Verilog, fed by
+the HBM model, and check it against numpy.
 
-    python -m scripts.demo --preset default --m 128
+    python -m scripts.demo                      # 256x256x256 on the default preset, HBM2
+    python -m scripts.demo --preset large --gemm 512x256x128 --timing HBM3_6400
 """
 
-import json
-import tempfile
 import time
-from pathlib import Path
 
-from sim.toolchain import build, run
+from sim.toolchain import build
 
 from .cli import ArgumentParser, add_config_args, config_from_args
+from .gemm_run import SHAPE_HELP, parse_shape, run_gemms, summary
 
 
 def main(argv=None):
     parser = ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
     add_config_args(parser)
-    parser.add_argument("--m", type=int, default=128, help="rows of A to stream (default 128)")
+    parser.add_argument("--gemm", default="256x256x256", help=f"{SHAPE_HELP} "
+                        "(default %(default)s)")
+    parser.add_argument("--timing", default="HBM2_2000",
+                        choices=["HBM2_2000", "HBM3_6400", "ideal"])
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     cfg = config_from_args(parser, args)
-    if args.m < 1:
-        parser.error(f"--m must be at least 1, not {args.m}")
+    try:
+        shape = parse_shape(args.gemm)
+    except ValueError as e:
+        parser.error(f"--gemm: {e}")
 
-    print(f"[demo] {cfg.name}: {cfg.rows}x{cfg.cols} array, "
-          f"{cfg.in_width}-bit {'signed' if cfg.in_signed else 'unsigned'} inputs, "
-          f"{cfg.acc_width}-bit accumulators")
+    print(f"[demo] {cfg.name}: {cfg.rows}x{cfg.cols} array, {cfg.mem_ports} x "
+          f"{cfg.port_width}-bit memory ports, {args.timing} model")
     t0 = time.monotonic()
-    build_dir = build(cfg)
+    build_dir = build(cfg, "accelerator")
     print(f"[demo] Verilog and Verilator model in {build_dir} ({time.monotonic() - t0:.1f} s)")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "demo.json"
-        t0 = time.monotonic()
-        run(cfg, "sim.tb_array", testcase="demo_stream",
-            env={"TB_DEMO_OUT": str(out), "TB_DEMO_M": str(args.m), "TB_SEED": str(args.seed)})
-        report = json.loads(out.read_text())
+    t0 = time.monotonic()
+    report = run_gemms(cfg, [shape], args.timing, args.seed)
+    g = report["gemms"][0]
+    s = summary(report["config"], g)
     print(f"[demo] simulated in {time.monotonic() - t0:.1f} s")
-    print(f"[demo] C = A @ B, A {args.m}x{cfg.rows}, B {cfg.rows}x{cfg.cols}, weight-stationary")
-    print(f"[demo] numpy check: {'PASS, bit-exact' if report['max_abs_error'] == 0 else 'FAIL'}")
-    print(f"[demo] cycles, first weight in to last result out: {report['cycles']}")
-    print(f"[demo] MAC utilization over those cycles: {100 * report['utilization']:.1f}% "
-          f"({report['macs']} MACs on {cfg.macs} PEs)")
-    print(f"[demo] result stream: {report['m']} rows in {report['stream_cycles']} cycles "
-          f"({100 * report['stream_utilization']:.1f}% of the array's steady-state rate)")
+    m, k, n, flow = shape
+    print(f"[demo] C = int8(ReLU(A @ B + bias) * scale >> 12), A {m}x{k}, B {k}x{n}, "
+          f"{flow.upper()}, tiling {s['tiling']}")
+    print(f"[demo] numpy check: {'PASS, bit-exact' if g['bit_exact'] else 'FAIL'} "
+          f"({g['mismatches']} mismatches)")
+    print(f"[demo] cycles from START to done: {s['cycles']} "
+          f"(ideal {s['ideal_cycles']:.0f} at one MAC per PE per cycle)")
+    print(f"[demo] MAC utilization: {100 * s['utilization']:.1f}% of {cfg.macs} PEs")
+    print(f"[demo] HBM traffic: {s['bytes_moved']} bytes, {s['bytes_per_cycle']:.1f} B/cycle "
+          f"({100 * s['bandwidth_share']:.1f}% of the ports' peak)")
+    busy = ", ".join(f"{e.lower()} {100 * v:.0f}%" for e, v in s["engine_busy"].items())
+    print(f"[demo] engines busy: {busy}")
+    if not g["bit_exact"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

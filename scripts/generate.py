@@ -13,7 +13,7 @@ def main(argv=None):
     parser = ArgumentParser(prog="generate", description=__doc__.splitlines()[0])
     add_config_args(parser)
     parser.add_argument("-o", "--output", default="build", help="output folder")
-    parser.add_argument("--top", default="systolic_array", choices=sorted(TOPS),
+    parser.add_argument("--top", default="accelerator", choices=sorted(TOPS),
                         help="block to generate (default: %(default)s)")
     args = parser.parse_args(argv)
     cfg = config_from_args(parser, args)

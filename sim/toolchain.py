@@ -14,6 +14,7 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.hdl import ValueCastable
 
+from hw.accelerator import Accelerator
 from hw.array import SystolicArray
 from hw.config import AccelConfig
 from hw.dma import CopyEngine
@@ -28,6 +29,7 @@ BUILD = Path(os.environ.get("ACCEL_BUILD_DIR", ROOT / "build"))
 
 #: Generated top-level modules: Verilog module name -> elaboratable factory.
 TOPS = {
+    "accelerator": Accelerator,
     "systolic_array": SystolicArray,
     "copy_engine": CopyEngine,
     "read_engine": ReadEngine,

@@ -3,14 +3,15 @@ import json
 import pytest
 
 from hw.config import PRESETS, AccelConfig
-from scripts import demo, generate
+from scripts import bench_gemm, demo, generate
 
 
 def test_generate_writes_verilog_and_config(tmp_path):
     generate.main(["--preset", "tiny", "--cols", "3", "--name", "t2x3", "-o", str(tmp_path)])
     text = (tmp_path / "t2x3.v").read_text()
-    assert "module systolic_array" in text
-    for port in ("a_payload", "a_valid", "a_ready", "b_payload", "c_payload", "c_ready"):
+    assert "module accelerator" in text
+    for port in ("s_axil_awaddr", "s_axil_rdata", "m_axi_hbm0_arvalid", "m_axi_hbm0_wstrb",
+                 "irq"):
         assert port in text
     cfg = AccelConfig.from_json((tmp_path / "t2x3.json").read_text())
     assert cfg == PRESETS["tiny"].replace(cols=3, name="t2x3")
@@ -29,10 +30,26 @@ def test_generate_writes_verilog_and_config(tmp_path):
 @pytest.mark.parametrize("tool", [generate, demo])
 def test_bad_arguments_exit_2_with_one_line(tool, argv, words, capsys, tmp_path):
     if tool is demo and argv[0] == "--top":
-        argv = ["--m", "0"]
-        words = ["--m", "0"]
+        argv = ["--gemm", "4x0x4"]
+        words = ["--gemm", "4x0x4"]
     with pytest.raises(SystemExit) as info:
         tool.main(argv + (["-o", str(tmp_path)] if tool is generate else []))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--gemm", "8x8"], ["8x8", "MxKxN"]),
+    (["--gemm", "8x8x8:xs"], ["8x8x8:xs", ":os"]),
+    (["--preset", "huge"], ["huge", "large"]),
+    (["--timing", "DDR4"], ["DDR4", "HBM2_2000"]),
+])
+def test_bench_gemm_bad_arguments(argv, words, capsys):
+    with pytest.raises(SystemExit) as info:
+        bench_gemm.main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
