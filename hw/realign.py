@@ -73,15 +73,19 @@ class Realigner(wiring.Component):
         m.d.comb += sh.eq(do - so)
         behind = do < so         # an output stripe needs the next input stripe too
 
-        rotated = self.i.payload.data
-        for k in range(ls):
-            rotated = Mux(sh[k], rotated.rotate_left(8 << k), rotated)
+        # Rotation left by sh bytes, and the merge below, as whole-word shifts and masks: the
+        # same barrel shifter in synthesis, and far less code for a simulator than a mux per
+        # byte and stage.
+        data = self.i.payload.data
+        back = Signal(range(S + 1))
+        m.d.comb += back.eq(S - sh)
         rot = Signal(8 * S)
-        m.d.comb += rot.eq(rotated)
+        m.d.comb += rot.eq((Cat(data, data) >> Cat(C(0, 3), back))[:8 * S])
+        low = Signal(8 * S)         # ones in the bytes below sh
+        m.d.comb += low.eq((C(1, 8 * S + 1) << Cat(C(0, 3), sh)) - 1)
 
         def merged(cur):
-            return Cat(Mux(q < sh, prev.word_select(q, 8), cur.word_select(q, 8))
-                       for q in range(S))
+            return (prev & low) | (cur & ~low)
 
         out_ready = ~self.o.valid | self.o.ready
         with m.If(self.o.ready):
