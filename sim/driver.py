@@ -14,6 +14,7 @@ IRQ within a cycle budget, and the status and performance counters of the run.
 """
 
 import dataclasses
+import logging
 
 import cocotb
 from cocotb.clock import Clock
@@ -102,6 +103,7 @@ class Driver:
         if stall:
             self.hbm.set_backpressure(ar=stall, aw=stall, w=stall, r=stall, b=stall)
         self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+        self.csr.log.setLevel(logging.WARNING)
         self.regs = register_map(self.cfg)
 
     async def reset(self):

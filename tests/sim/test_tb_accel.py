@@ -9,8 +9,13 @@ CASES = ["random_gemms", "random_gemms_backpressure", "mlp", "conv", "errors",
          "budget_exceeded"]
 
 
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("preset", ["tiny", "default"])
+# Every case on tiny; on default (a longer build and simulation) the random GEMMs under
+# backpressure, which cover both dataflows and every post-processing option, and the errors.
+RUNS = [("tiny", case) for case in CASES] + [("default", "random_gemms_backpressure"),
+                                              ("default", "errors")]
+
+
+@pytest.mark.parametrize("preset, case", RUNS)
 def test_accelerator_on_verilator(preset, case, tmp_path):
     env = {"TB_SEED": str(len(case) + len(preset)), "TB_CASES": "4",
            "TB_MAX_DIM": "24" if preset == "tiny" else "40"}
