@@ -103,7 +103,8 @@ class Driver:
         if stall:
             self.hbm.set_backpressure(ar=stall, aw=stall, w=stall, r=stall, b=stall)
         self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-        self.csr.log.setLevel(logging.WARNING)
+        for side in (self.csr.write_if, self.csr.read_if):
+            side.log.setLevel(logging.WARNING)      # one INFO line per register access
         self.regs = register_map(self.cfg)
 
     async def reset(self):
