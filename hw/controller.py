@@ -44,6 +44,7 @@ from .isa import (
     acc_bytes,
     buffer_row_bytes,
     operand_bytes,
+    out_bytes,
 )
 from .read_arbiter import read_client
 
@@ -92,8 +93,8 @@ def _legal_matmul(cfg, f):
 def _legal_store(cfg, f):
     acc = cfg.acc_depth
     sizes = []
-    for t in (OutType.INT8, OutType.INT16, OutType.INT32):
-        ob = {OutType.INT8: 1, OutType.INT16: 2, OutType.INT32: 4}[t]
+    for t in OutType:
+        ob = out_bytes(t)
         sizes.append((f.out_type == t) & _count(f.row_bytes, ob, cfg.cols * ob) &
                      (f.row_bytes[:(ob - 1).bit_length()] == 0))
     return (_count(f.rows, 1, acc) & (f.acc_addr + f.rows <= acc) &

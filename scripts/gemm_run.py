@@ -54,6 +54,7 @@ def summary(cfg, g):
         "bit_exact": g["bit_exact"], "cycles": cycles,
         "ideal_cycles": macs / peak_macs,
         "utilization": macs / (cycles * peak_macs),
+        "intensity": macs / compulsory, "macs_per_cycle": macs / cycles,
         "roofline_macs_per_cycle": bound,
         "of_roofline": macs / cycles / bound,
         "bytes_moved": moved, "bytes_per_cycle": moved / cycles,

@@ -201,13 +201,10 @@ class Driver:
         self.write(addr, code)
         return await self.run(addr, len(code) // INSTR_BYTES, budget, check)
 
-    async def gemm(self, A, B, bias=None, scales=None, post=None, dataflow=None, budget=None,
+    def place_gemm(self, A, B, bias=None, scales=None, post=None, dataflow=None,
                    tiling=None):
-        """``C = post(A @ B + bias)`` on the accelerator: compile, place, write, run, read.
-
-        Returns ``(C, run, gemm)``: C as a numpy array, the :class:`RunResult`, and the
-        :class:`~sim.compiler.Gemm` (program, layout, static statistics).
-        """
+        """Compile ``C = post(A @ B + bias)``, allocate its memory, and write its operands and
+        program; returns the :class:`~sim.compiler.Gemm` (run it with :meth:`run`)."""
         from hw.isa import Dataflow
         from sim.compiler import PostOp, gemm_at
 
@@ -223,6 +220,16 @@ class Driver:
         for addr, data in gemm.inputs(A, B, bias, scales):
             self.write(addr, data)
         self.write(gemm.prog_addr, gemm.program_bytes())
+        return gemm
+
+    async def gemm(self, A, B, bias=None, scales=None, post=None, dataflow=None, budget=None,
+                   tiling=None):
+        """``C = post(A @ B + bias)`` on the accelerator: :meth:`place_gemm`, run, read.
+
+        Returns ``(C, run, gemm)``: C as a numpy array, the :class:`RunResult`, and the
+        :class:`~sim.compiler.Gemm` (program, layout, static statistics).
+        """
+        gemm = self.place_gemm(A, B, bias, scales, post, dataflow, tiling)
         if budget is None:
             stats = gemm.stats()
             budget = 20 * (stats["matmul_cycles"] + stats["load_rows"] +

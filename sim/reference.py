@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["wrap", "matmul", "random_operands"]
+__all__ = ["wrap", "matmul", "random_operands", "conv2d_reference"]
 
 
 def wrap(x, bits):
@@ -23,3 +23,19 @@ def matmul(a, b, acc_width):
 def random_operands(rng, cfg, shape):
     """Uniformly random operands over the whole range of the configured input type."""
     return rng.integers(cfg.in_min, cfg.in_max, size=shape, endpoint=True, dtype=np.int64)
+
+
+def conv2d_reference(x, w, stride, padding):
+    """Direct convolution: a sum over kernel positions of shifted input windows."""
+    n, h, wd, c = x.shape
+    kh, kw, _, co = w.shape
+    xp = np.zeros((n, h + 2 * padding, wd + 2 * padding, c), dtype=np.int64)
+    xp[:, padding:padding + h, padding:padding + wd] = x
+    oh = (h + 2 * padding - kh) // stride + 1
+    ow = (wd + 2 * padding - kw) // stride + 1
+    out = np.zeros((n, oh, ow, co), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            window = xp[:, i:i + stride * oh:stride, j:j + stride * ow:stride]
+            out += np.einsum("nhwc,co->nhwo", window, w[i, j].astype(np.int64))
+    return out

@@ -18,8 +18,9 @@ from hw.axi import Resp
 from hw.engine import ErrorCode
 from hw.isa import INSTR_BYTES, Buffer, Dataflow, OutType
 from sim.assembler import Program, postprocess
-from sim.compiler import PostOp, compile_conv2d, gemm_at
+from sim.compiler import PostOp, compile_conv2d
 from sim.driver import Driver, RunError
+from sim.reference import conv2d_reference, matmul, random_operands, wrap
 
 SEED = int(os.environ.get("TB_SEED", "1"))
 CASES = int(os.environ.get("TB_CASES", "6"))
@@ -28,24 +29,13 @@ STALL = float(os.environ.get("TB_STALL", "0"))
 TIMING = os.environ.get("TB_TIMING", "HBM2_2000")
 
 
-def wrap(x, bits):
-    half = 1 << (bits - 1)
-    return (x + half) % (2 * half) - half
-
-
 def reference(cfg, A, B, bias=None, scales=None, post=None):
     """``post(A @ B + bias)`` in numpy, with the accelerator's wrap-around accumulation."""
     post = post or PostOp()
-    acc = wrap(A.astype(np.int64) @ B.astype(np.int64), cfg.acc_width)
+    acc = matmul(A, B, cfg.acc_width)
     scale = post.scale if scales is None else scales
     return postprocess(acc, bias, post.relu, scale, post.shift, post.out_type,
                        scales is not None, acc_width=cfg.acc_width)
-
-
-def operands(cfg, rng, M, K, N):
-    A = rng.integers(cfg.in_min, cfg.in_max + 1, (M, K))
-    B = rng.integers(cfg.in_min, cfg.in_max + 1, (K, N))
-    return A, B
 
 
 def random_post(rng):
@@ -62,7 +52,7 @@ async def start(dut, stall=STALL):
 
 async def check_gemm(drv, rng, M, K, N, dataflow, bias=False, per_column=False, post=None):
     cfg = drv.cfg
-    A, B = operands(cfg, rng, M, K, N)
+    A, B = random_operands(rng, cfg, (M, K)), random_operands(rng, cfg, (K, N))
     b = rng.integers(-(1 << 20), 1 << 20, N) if bias else None
     s = rng.integers(0, 1 << 16, N) if per_column else None
     post = post or random_post(rng)
@@ -119,22 +109,6 @@ async def mlp(dut):
     assert np.array_equal(y, reference(cfg, h_ref, w2, b2, post=l2))
 
 
-def conv2d_reference(x, w, stride, padding):
-    """Direct convolution, NHWC by HWIO, int64."""
-    n, hh, ww, ci = x.shape
-    kh, kw, _, co = w.shape
-    xp = np.zeros((n, hh + 2 * padding, ww + 2 * padding, ci), dtype=np.int64)
-    xp[:, padding:padding + hh, padding:padding + ww] = x
-    oh = (hh + 2 * padding - kh) // stride + 1
-    ow = (ww + 2 * padding - kw) // stride + 1
-    out = np.zeros((n, oh, ow, co), dtype=np.int64)
-    for i in range(oh):
-        for j in range(ow):
-            patch = xp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
-            out[:, i, j, :] = np.tensordot(patch, w, axes=([1, 2, 3], [0, 1, 2]))
-    return out
-
-
 @cocotb.test()
 async def conv(dut):
     """A 3x3 convolution, stride 2, padding 1, with bias, ReLU and int8 output."""
@@ -185,14 +159,8 @@ async def errors(dut):
 
     # A read error on the first burst of A, then a write error on the first burst of C.
     for is_write in (False, True):
-        A, B = operands(cfg, rng, 12, 10, 6)
-        probe = gemm_at(cfg, 12, 10, 6, base=0)
-        span = max(a + s for a, s in probe.regions().values())
-        base = drv.alloc(-(-span // 4096) * 4096)
-        gemm = gemm_at(cfg, 12, 10, 6, base=base)
-        for a, data in gemm.inputs(A, B):
-            drv.write(a, data)
-        drv.write(gemm.prog_addr, gemm.program_bytes())
+        A, B = random_operands(rng, cfg, (12, 10)), random_operands(rng, cfg, (10, 6))
+        gemm = drv.place_gemm(A, B)
         target = gemm.c_addr if is_write else gemm.a_addr
         port, port_addr = _first_port(cfg, target)
         drv.hbm.inject_error(port, is_write=is_write,
@@ -238,7 +206,7 @@ async def gemm_report(dut):
         shape, _, flow = item.partition(":")
         M, K, N = (int(v) for v in shape.lower().split("x"))
         dataflow = Dataflow.OS if flow.lower() == "os" else Dataflow.WS
-        A, B = operands(cfg, rng, M, K, N)
+        A, B = random_operands(rng, cfg, (M, K)), random_operands(rng, cfg, (K, N))
         bias = rng.integers(-(1 << 12), 1 << 12, N)
         post = PostOp(out_type=OutType.INT8, relu=True, scale=int(rng.integers(1, 1 << 10)),
                       shift=12)

@@ -20,6 +20,7 @@ from sim.compiler import (
     plan_memory,
 )
 from sim.isa_model import IsaModel
+from sim.reference import conv2d_reference
 
 WS, OS = Dataflow.WS, Dataflow.OS
 OUT_RANGE = {OutType.INT8: (-128, 127), OutType.INT16: (-32768, 32767),
@@ -44,22 +45,6 @@ def reference(A, B, bias=None, relu=False, scale=1, shift=0, out_type=OutType.IN
             p = x * int(scale[j] if np.ndim(scale) else scale)
             q = (abs(p) + (2**(shift - 1) if shift else 0)) >> shift
             out[i, j] = min(max(q if p >= 0 else -q, lo), hi)
-    return out
-
-
-def conv2d_reference(x, w, stride, padding):
-    """Direct convolution: a sum over kernel positions of shifted input windows."""
-    n, h, wd, c = x.shape
-    kh, kw, _, co = w.shape
-    xp = np.zeros((n, h + 2 * padding, wd + 2 * padding, c), dtype=np.int64)
-    xp[:, padding:padding + h, padding:padding + wd] = x
-    oh = (h + 2 * padding - kh) // stride + 1
-    ow = (wd + 2 * padding - kw) // stride + 1
-    out = np.zeros((n, oh, ow, co), dtype=np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            window = xp[:, i:i + stride * oh:stride, j:j + stride * ow:stride]
-            out += np.einsum("nhwc,co->nhwo", window, w[i, j].astype(np.int64))
     return out
 
 
