@@ -90,7 +90,8 @@ class Accelerator(wiring.Component):
             ctrl.prog_addr.eq(csr.prog_addr), ctrl.prog_len.eq(csr.prog_len),
             csr.busy.eq(ctrl.busy), csr.done.eq(ctrl.done), csr.error.eq(ctrl.error),
             csr.error_code.eq(ctrl.error_code), csr.error_index.eq(ctrl.error_index),
-            csr.error_addr.eq(ctrl.error_addr),
+            csr.error_addr.eq(ctrl.error_addr), csr.state.eq(ctrl.state),
+            csr.tokens.eq(ctrl.tokens), csr.dispatched.eq(ctrl.dispatched),
         ]
 
         # Controller to engines.

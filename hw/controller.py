@@ -25,7 +25,7 @@ transfer's memory region is not checked against the address space (it wraps).
 """
 
 from amaranth import *
-from amaranth.lib import fifo, wiring
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine import ErrorCode, ErrorLayout, engine_members
@@ -48,9 +48,20 @@ from .isa import (
 )
 from .read_arbiter import read_client
 
-__all__ = ["QUEUE_DEPTH", "Controller"]
+__all__ = ["QUEUE_DEPTH", "StateLayout", "TOKEN_CHANNELS", "Controller"]
 
 QUEUE_DEPTH = 8
+
+#: The token channels, named producer-consumer (``lc``: load to compute, ...).
+TOKEN_CHANNELS = ("lc", "cl", "cs", "sc")
+
+#: The controller's state as the STATE register shows it: what each part is doing now.
+StateLayout = data.StructLayout({
+    "load_busy": 1, "compute_busy": 1, "store_busy": 1, "fetch_busy": 1,
+    "running": 1, "finishing": 1, "aborting": 1, "_unused": 1,
+    "load_queue": 4, "compute_queue": 4, "store_queue": 4, "fetched": 6,
+    "_unused2": 6,
+})
 
 _QUEUES = ("load", "compute", "store")
 _BODY = {"load": "load", "compute": "matmul", "store": "store"}
@@ -123,6 +134,13 @@ class Controller(wiring.Component):
         Pulse: the run was aborted, with the latched ``error_code``, ``error_index``,
         ``error_addr``.
     error_code : Out(8), error_index : Out(32), error_addr : Out(64)
+    state : Out(StateLayout)
+        What the engines, the fetcher, the sequencer and the queues are doing.
+    tokens : Out(ArrayLayout(8, 4))
+        Tokens given and not yet taken on each channel of :data:`TOKEN_CHANNELS`,
+        saturating at 255.
+    dispatched : Out(32)
+        Instructions decoded and dispatched in this run.
     """
 
     def __init__(self, cfg):
@@ -142,6 +160,9 @@ class Controller(wiring.Component):
             "error_code": Out(8),
             "error_index": Out(32),
             "error_addr": Out(64),
+            "state": Out(StateLayout),
+            "tokens": Out(data.ArrayLayout(8, len(TOKEN_CHANNELS))),
+            "dispatched": Out(32),
         })
 
     def elaborate(self, platform):
@@ -222,7 +243,7 @@ class Controller(wiring.Component):
 
         # Tokens ------------------------------------------------------------------------------
         # Channels named producer_consumer; each counts tokens given and not yet taken.
-        chans = {k: Signal(16, name=f"tokens_{k}") for k in ("lc", "cl", "cs", "sc")}
+        chans = {k: Signal(16, name=f"tokens_{k}") for k in TOKEN_CHANNELS}
         pops = {"load": {"pop_next": "cl"},
                 "compute": {"pop_prev": "lc", "pop_next": "sc"},
                 "store": {"pop_prev": "cs"}}
@@ -244,8 +265,9 @@ class Controller(wiring.Component):
                 m.d.comb += dec[ch].eq(q.r_en & head.header[bit])
             for bit, ch in pushes[name].items():
                 m.d.comb += inc[ch].eq(e.retire.valid & e.retire.payload[bit])
-        for k, count in chans.items():
+        for i, (k, count) in enumerate(chans.items()):
             m.d.sync += count.eq(count + inc[k] - dec[k])
+            m.d.comb += self.tokens[i].eq(Mux(count > 255, 255, count))
 
         # Errors ------------------------------------------------------------------------------
         err = Signal(ErrorLayout(cfg))
@@ -270,6 +292,16 @@ class Controller(wiring.Component):
 
         # Sequencing --------------------------------------------------------------------------
         quiet = idle & fetch.idle
+        st = self.state
+        m.d.comb += [
+            st.load_busy.eq(self.load.busy), st.compute_busy.eq(self.compute.busy),
+            st.store_busy.eq(self.store.busy), st.fetch_busy.eq(~fetch.idle),
+            st.running.eq(running), st.finishing.eq(finishing), st.aborting.eq(aborting),
+            st.load_queue.eq(queues["load"][0].level),
+            st.compute_queue.eq(queues["compute"][0].level),
+            st.store_queue.eq(queues["store"][0].level),
+            st.fetched.eq(fetch.level), self.dispatched.eq(index),
+        ]
         m.d.comb += [self.done.eq(0), self.error.eq(0)]
         with m.If(starting):
             m.d.sync += [running.eq(1), index.eq(0)]

@@ -24,6 +24,12 @@ offset  name                access  reset        meaning
                                                  ERROR, bits 8-15 ERR_CODE. DONE, ERROR and
                                                  the error registers clear on START.
 0x008   ERR_INDEX           RO      0            index of the first failing instruction
+0x00C   STATE               RO      0            live state (:data:`hw.controller.StateLayout`):
+                                                 bits 0-2 load/compute/store engine busy,
+                                                 bit 3 fetch busy, bits 4-6 running,
+                                                 finishing, aborting, bits 8-19 load, compute
+                                                 and store queue levels (4 bits each), bits
+                                                 20-25 words in the instruction buffer
 0x010   ERR_ADDR_LO         RO      0            address of the first error, bits 0-31
 0x014   ERR_ADDR_HI         RO      0            bits 32-63
 0x018   IRQ_ENABLE          RW      0            bit 0 DONE, bit 1 ERROR
@@ -37,6 +43,11 @@ offset  name                access  reset        meaning
 0x038   READ_LIMIT_LO/HI    RW      all ones     highest byte address it may read (inclusive)
 0x040   WRITE_BASE_LO/HI    RW      0            lowest byte address it may write
 0x048   WRITE_LIMIT_LO/HI   RW      all ones     highest byte address it may write (inclusive)
+0x050   TOKENS              RO      0            live tokens given and not taken, 8 bits per
+                                                 channel (saturating): load-to-compute,
+                                                 compute-to-load, compute-to-store,
+                                                 store-to-compute from bit 0 up
+0x054   DISPATCHED          RO      0            instructions dispatched in this run (live)
 0x100   CYCLES_LO/HI        RO      0            cycles with ``busy`` high
 0x108   LOAD_BUSY_LO/HI     RO      0            busy cycles of the load engine
 0x110   LOAD_STALL_LO/HI    RO      0            stalled cycles of the load engine
@@ -145,6 +156,7 @@ def register_map(cfg):
     add("CTRL", 0x000, "W1S", bits=CTRL_START | CTRL_SOFT_RESET)
     add("STATUS", 0x004, "RO", bits=0xFF00 | STATUS_BUSY | STATUS_DONE | STATUS_ERROR)
     add("ERR_INDEX", 0x008, "RO")
+    add("STATE", 0x00C, "RO")
     add64("ERR_ADDR", 0x010, "RO", 64)
     add("IRQ_ENABLE", 0x018, "RW", bits=IRQ_DONE | IRQ_ERROR)
     add("IRQ_STATUS", 0x01C, "W1C", bits=IRQ_DONE | IRQ_ERROR)
@@ -154,6 +166,8 @@ def register_map(cfg):
     add64("READ_LIMIT", 0x038, "RW", aw, reset=(1 << aw) - 1)
     add64("WRITE_BASE", 0x040, "RW", aw)
     add64("WRITE_LIMIT", 0x048, "RW", aw, reset=(1 << aw) - 1)
+    add("TOKENS", 0x050, "RO")
+    add("DISPATCHED", 0x054, "RO")
     for name, offset in _counter_offsets(cfg):
         add64(name, offset, "RO", 64)
     return dict(sorted(regs.items(), key=lambda item: item[1].offset))
@@ -199,6 +213,8 @@ class CSR(wiring.Component):
         and latches the three inputs below.
     error_code : In(8), error_index : In(32), error_addr : In(64)
         The error's code, failing instruction index and address, valid with ``error``.
+    state, tokens, dispatched : In(32)
+        Live words for the STATE, TOKENS and DISPATCHED registers.
     engine_busy, engine_stalled : In(3)
         Per engine, bit order :data:`ENGINES` (load, compute, store).
     macs : In(range(cfg.macs + 1))
@@ -245,6 +261,9 @@ class CSR(wiring.Component):
             "error_code": In(8),
             "error_index": In(32),
             "error_addr": In(64),
+            "state": In(32),
+            "tokens": In(32),
+            "dispatched": In(32),
             # performance-counter increments
             "engine_busy": In(len(ENGINES)),
             "engine_stalled": In(len(ENGINES)),
@@ -374,6 +393,9 @@ class CSR(wiring.Component):
             "CTRL": 0,
             "STATUS": Cat(self.busy, done_flag, err_flag, C(0, 5), err_code),
             "ERR_INDEX": err_index,
+            "STATE": self.state,
+            "TOKENS": self.tokens,
+            "DISPATCHED": self.dispatched,
             "ERR_ADDR_LO": err_addr[:32],
             "ERR_ADDR_HI": err_addr[32:],
             "IRQ_ENABLE": irq_enable,

@@ -36,6 +36,8 @@ class Fetcher(wiring.Component):
     word : Out(stream.Signature(INSTR_WIDTH))
     error : Out(stream.Signature(ErrorLayout, always_ready=True))
     idle : Out(1)
+    level : Out(range(depth + 1))
+        Words in the buffer.
     """
 
     def __init__(self, cfg, *, depth=32, chunk=8):
@@ -51,6 +53,7 @@ class Fetcher(wiring.Component):
             "word": Out(stream.Signature(INSTR_WIDTH)),
             "error": Out(stream.Signature(ErrorLayout(cfg), always_ready=True)),
             "idle": Out(1),
+            "level": Out(range(depth + 1)),
         })
 
     def elaborate(self, platform):
@@ -67,7 +70,7 @@ class Fetcher(wiring.Component):
         remaining = Signal(32)          # words not yet requested
         inflight = Signal(range(D + 1))     # words requested and not yet in the buffer
         pending = Signal(range(D + 1))      # descriptors whose status has not come back
-        m.d.comb += self.idle.eq(pending == 0)
+        m.d.comb += [self.idle.eq(pending == 0), self.level.eq(buf.level)]
 
         # Requests ------------------------------------------------------------------------------
         n = Signal(range(CH + 1))

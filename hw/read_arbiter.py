@@ -28,7 +28,9 @@ class ReadArbiter(wiring.Component):
     transfer's beats before the previous status is taken. The data queue advances on each
     ``end`` beat; a status that arrives for a transfer whose ``end`` beat never came (it
     failed, was aborted or was invalid) advances both. Each requester then sees exactly the
-    beats and the status of its own transfers, in order. At most ``depth`` transfers are in
+    beats and the status of its own transfers, in order: a status is offered only once every
+    beat of its transfer has been taken, however early the engine has it ready. At most
+    ``depth`` transfers are in
     flight. After a failed status shows up, no descriptor is granted until every queued
     status is taken, so no beat of a later transfer can reach a requester whose transfer
     failed (requesters take statuses as they come).
@@ -43,6 +45,7 @@ class ReadArbiter(wiring.Component):
 
     def __init__(self, cfg, n, depth=16):
         if n < 2:
+            self._MustUse__silence = True
             raise ValueError(f"a read arbiter needs at least 2 requesters, not {n}")
         self._cfg, self._n, self._depth = cfg, n, depth
         super().__init__({
@@ -90,14 +93,17 @@ class ReadArbiter(wiring.Component):
             m.d.sync += last.eq(grant)
 
         # Beats go to the head of the data queue; statuses to the head of the status queue.
+        # A status of a transfer with beats waits for its end beat. A failed transfer has no
+        # end beat: its status waits until the engine holds none of its beats.
         ends = Signal(range(depth + 1))     # end beats delivered whose status is not taken
         beat_ok = data_q.r_rdy
+        status_ok = status_q.r_rdy & Mux(failed, ~eng.data.valid, ends != 0)
         for c in range(n):
             cl = self.client[c]
             m.d.comb += [cl.data.payload.eq(eng.data.payload),
                          cl.data.valid.eq(eng.data.valid & beat_ok & (data_q.r_data == c)),
                          cl.status.payload.eq(eng.status.payload),
-                         cl.status.valid.eq(eng.status.valid & status_q.r_rdy &
+                         cl.status.valid.eq(eng.status.valid & status_ok &
                                             (status_q.r_data == c))]
         with m.Switch(data_q.r_data):
             for c in range(n):
@@ -106,11 +112,10 @@ class ReadArbiter(wiring.Component):
         with m.Switch(status_q.r_data):
             for c in range(n):
                 with m.Case(c):
-                    m.d.comb += eng.status.ready.eq(status_q.r_rdy &
-                                                    self.client[c].status.ready)
+                    m.d.comb += eng.status.ready.eq(status_ok & self.client[c].status.ready)
         end_beat = eng.data.valid & eng.data.ready & eng.data.payload.end
         status_taken = eng.status.valid & eng.status.ready
-        orphan = status_taken & (ends == 0) & ~end_beat
+        orphan = status_taken & failed
         m.d.comb += [data_q.r_en.eq(end_beat | orphan), status_q.r_en.eq(status_taken)]
         m.d.sync += ends.eq(ends + end_beat - (status_taken & ~orphan))
         return m

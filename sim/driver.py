@@ -32,6 +32,7 @@ from hw.csr import (
     counter_names,
     register_map,
 )
+from hw.controller import TOKEN_CHANNELS, StateLayout
 from hw.engine import ErrorCode
 from hw.isa import INSTR_BYTES
 from sim import hbm
@@ -165,9 +166,10 @@ class Driver:
         if not irq.value:
             fired = await First(RisingEdge(irq), timeout)
             if fired is timeout:
+                state = await self.describe()
                 await self.abort()
                 raise RunError(f"no IRQ within the budget of {budget} cycles "
-                               f"(program at {prog_addr:#x}, {length} instructions)")
+                               f"(program at {prog_addr:#x}, {length} instructions); {state}")
         status = await self.read_reg("STATUS")
         await self.write_reg("IRQ_STATUS", IRQ_DONE | IRQ_ERROR)
         counters = {name: await self.read_reg(name) for name in counter_names(self.cfg)}
@@ -184,6 +186,20 @@ class Driver:
         self.hbm.check()
         return result
 
+    async def describe(self):
+        """One line of what the accelerator is doing: the STATE, TOKENS and DISPATCHED
+        registers decoded, and every performance counter."""
+        state = await self.read_reg("STATE")
+        fields = []
+        for name, field in StateLayout:
+            if not name.startswith("_"):
+                fields.append(f"{name}={state >> field.offset & ((1 << field.width) - 1)}")
+        tokens = await self.read_reg("TOKENS")
+        fields += [f"tokens_{ch}={tokens >> 8 * i & 0xFF}" for i, ch in enumerate(TOKEN_CHANNELS)]
+        fields.append(f"dispatched={await self.read_reg('DISPATCHED')}")
+        fields += [f"{name}={await self.read_reg(name)}" for name in counter_names(self.cfg)]
+        return "state: " + " ".join(fields)
+
     async def abort(self, budget=100_000):
         """SOFT_RESET: stop the running program and wait until the accelerator is idle."""
         await self.write_reg("CTRL", CTRL_SOFT_RESET)
@@ -192,7 +208,7 @@ class Driver:
                 await self.write_reg("IRQ_STATUS", IRQ_DONE | IRQ_ERROR)
                 return
             await ClockCycles(self.dut.clk, 8)
-        raise RunError(f"still busy {budget} cycles after SOFT_RESET")
+        raise RunError(f"still busy {budget} cycles after SOFT_RESET; {await self.describe()}")
 
     async def execute(self, program, budget=1_000_000, check=True):
         """Write a :class:`~sim.assembler.Program` into memory and :meth:`run` it."""

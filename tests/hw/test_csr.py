@@ -174,11 +174,12 @@ def test_register_map_is_the_documented_one(cfg):
     offsets = [r.offset for r in regs.values()]
     assert len(set(offsets)) == len(offsets) and all(o % 4 == 0 for o in offsets)
     assert max(offsets) < 1 << 12
-    want = {"CTRL": 0x000, "STATUS": 0x004, "ERR_INDEX": 0x008, "ERR_ADDR_LO": 0x010,
+    want = {"CTRL": 0x000, "STATUS": 0x004, "ERR_INDEX": 0x008, "STATE": 0x00C,
+            "ERR_ADDR_LO": 0x010,
             "ERR_ADDR_HI": 0x014, "IRQ_ENABLE": 0x018, "IRQ_STATUS": 0x01C,
             "PROG_ADDR_LO": 0x020, "PROG_ADDR_HI": 0x024, "PROG_LEN": 0x028,
             "READ_BASE_LO": 0x030, "READ_LIMIT_LO": 0x038, "WRITE_BASE_LO": 0x040,
-            "WRITE_LIMIT_HI": 0x04C, "CYCLES_LO": 0x100, "LOAD_BUSY_LO": 0x108,
+            "WRITE_LIMIT_HI": 0x04C, "TOKENS": 0x050, "DISPATCHED": 0x054, "CYCLES_LO": 0x100, "LOAD_BUSY_LO": 0x108,
             "LOAD_STALL_LO": 0x110, "COMPUTE_BUSY_LO": 0x118, "STORE_STALL_HI": 0x134,
             "MACS_LO": 0x138, "BYTES_READ0_LO": 0x200, "BYTES_WRITTEN0_LO": 0x208}
     for p in range(cfg.mem_ports):
@@ -408,9 +409,13 @@ def test_ro_registers_refuse_writes(cfg):
         ctx.set(dut.error_index, 0x1234)
         ctx.set(dut.error_addr, 0x1_2345_6789)
         ctx.set(dut.error, 1)
+        live = {"STATE": 0x0A5_3217, "TOKENS": 0x0102_FF07, "DISPATCHED": 0x8000_0001}
+        for name, value in live.items():
+            ctx.set(getattr(dut, name.lower()), value)
         await ctx.tick()
         ctx.set(dut.error, 0)
         before = {r.name: await host.read_ok(ctx, r.offset) for r in ro}
+        assert {name: before[name] for name in live} == live
         for reg in ro:
             assert await host.write(ctx, reg.offset, 0xFFFF_FFFF) == Resp.SLVERR, reg.name
         assert {r.name: await host.read_ok(ctx, r.offset) for r in ro} == before
@@ -426,7 +431,7 @@ def test_unmapped_offsets_answer_slverr(cfg):
     regs = register_map(cfg)
     mapped = {r.offset for r in regs.values()}
     rng = np.random.default_rng(6)
-    unmapped = [0x00C, 0x02C, 0x050, 0x0FC, 0x140, 0x200 + 16 * cfg.mem_ports, 0xFFC]
+    unmapped = [0x02C, 0x058, 0x0FC, 0x140, 0x200 + 16 * cfg.mem_ports, 0xFFC]
     unmapped += [int(a) * 4 for a in rng.integers(0, 1 << 10, 40) if int(a) * 4 not in mapped]
     # aliases of mapped registers above the 4 KiB map are not decoded either
     aliases = [0x1000 + regs["PROG_LEN"].offset, 0x8000 + regs["IRQ_ENABLE"].offset]
