@@ -9,9 +9,7 @@ CASES = ["random_gemms", "random_gemms_backpressure", "mlp", "conv", "errors",
          "budget_exceeded"]
 
 
-# Every case on tiny. The default preset does not pass yet: its first random GEMM never
-# raises the IRQ (a hang to find), so it is not listed here until it does.
-RUNS = [("tiny", case) for case in CASES]
+RUNS = [(preset, case) for preset in ("tiny", "default") for case in CASES]
 
 
 @pytest.mark.parametrize("preset, case", RUNS)
