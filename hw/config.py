@@ -4,7 +4,9 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-__all__ = ["AccelConfig", "PRESETS"]
+__all__ = ["AccelConfig", "PRESETS", "MAX_INTERLEAVE"]
+
+MAX_INTERLEAVE = 4096       # the interleave granule never exceeds an AXI4 4 KiB page
 
 
 def _is_pow2(x):
@@ -45,6 +47,11 @@ class AccelConfig:
         different bursts may return out of order.
     addr_width : int
         Byte address width of the accelerator's global (interleaved) address space.
+    interleave_bytes : int
+        Interleave granule: global byte ``a`` lives on port ``(a // G) % mem_ports`` at port
+        address ``(a // (G * mem_ports)) * G + a % G``. A power of two from ``port_bytes`` to
+        4096; 0 (the default) stands for one port word, ``port_bytes``, and follows
+        ``port_width`` through :meth:`replace`.
     """
 
     name: str = "default"
@@ -61,6 +68,7 @@ class AccelConfig:
     reads_in_flight: int = 32
     axi_ids: int = 4
     addr_width: int = 34
+    interleave_bytes: int = 0
 
     def __post_init__(self):
         def positive(field, value, lo=1, hi=None):
@@ -99,6 +107,14 @@ class AccelConfig:
             raise ValueError(f"mem_ports must be a power of two from 1 to 32, "
                              f"not {self.mem_ports!r}")
         positive("addr_width", self.addr_width, 16, 64)
+        if type(self.interleave_bytes) is int and self.interleave_bytes == 0:
+            object.__setattr__(self, "interleave_bytes", self.port_bytes)
+        G = self.interleave_bytes
+        if (isinstance(G, bool) or not isinstance(G, int) or not _is_pow2(G) or
+                G < self.port_bytes or G > MAX_INTERLEAVE):
+            raise ValueError(f"interleave_bytes must be a power of two from port_bytes "
+                             f"({self.port_bytes}) to {MAX_INTERLEAVE}, or 0 for port_bytes, "
+                             f"not {G!r}")
 
     # Derived widths -------------------------------------------------------------------------
 
@@ -114,9 +130,20 @@ class AccelConfig:
 
     @property
     def stripe_bytes(self):
-        """Bytes of one engine beat: one port word from each port. Consecutive port words of
-        the global address space go to consecutive ports (the interleave granule)."""
+        """Bytes of one engine beat: ``mem_ports`` port words, aligned in the global address
+        space. A stripe draws on one port per ``interleave_bytes`` it spans."""
         return self.port_bytes * self.mem_ports
+
+    @property
+    def granule_words(self):
+        """Port words per interleave granule."""
+        return self.interleave_bytes // self.port_bytes
+
+    @property
+    def segment_words(self):
+        """Most words one port contributes to a stripe: ``min(granule_words, mem_ports)``.
+        1 means every port owns a fixed lane of each stripe (no reordering needed)."""
+        return min(self.granule_words, self.mem_ports)
 
     @property
     def port_addr_width(self):
@@ -143,7 +170,11 @@ class AccelConfig:
     # Serialization --------------------------------------------------------------------------
 
     def replace(self, **changes):
-        """A copy with ``changes`` applied (and validated)."""
+        """A copy with ``changes`` applied (and validated). A granule of one port word stays
+        one port word when ``port_width`` changes."""
+        if ("port_width" in changes and "interleave_bytes" not in changes and
+                self.interleave_bytes == self.port_bytes):
+            changes["interleave_bytes"] = 0
         return dataclasses.replace(self, **changes)
 
     def to_json(self):

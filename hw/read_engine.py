@@ -12,7 +12,9 @@ from .transfer import (
     BurstPlanner,
     BurstRequest,
     Descriptor,
+    SegmentGather,
     Status,
+    TaggedWord,
     _log2,
 )
 
@@ -39,9 +41,8 @@ def before(tag, other):
 
 def global_addr(cfg, port, port_addr):
     """Global byte address of byte ``port_addr`` of port ``port`` (an Amaranth expression)."""
-    lw, ln = _log2(cfg.port_bytes), _log2(cfg.mem_ports)
-    word = port_addr[lw:]
-    return Cat(port_addr[:lw], Const(port, max(ln, 1))[:ln], word)
+    lG, ln = _log2(cfg.interleave_bytes), _log2(cfg.mem_ports)
+    return Cat(port_addr[:lG], Const(port, max(ln, 1))[:ln], port_addr[lG:])
 
 
 class ReadPort(wiring.Component):
@@ -57,7 +58,9 @@ class ReadPort(wiring.Component):
     burst : In(stream.Signature(BurstRequest))
     axi : Out(AXI4Signature)
         Read channels only; the write channels are idle.
-    word : Out(stream.Signature(port_width))
+    word : Out(stream.Signature(port_width or TaggedWord))
+        With ``segment_words`` above 1, each word carries its lane in its segment and whether
+        it ends one.
     stop : In(1), stop_tag : In(TAG_BITS)
         Issue no burst of transfer ``stop_tag`` or later (bursts in flight still complete).
     outstanding : Out(range)
@@ -71,7 +74,8 @@ class ReadPort(wiring.Component):
         super().__init__({
             "burst": In(stream.Signature(BurstRequest(cfg))),
             "axi": Out(port_signature(cfg)),
-            "word": Out(stream.Signature(cfg.port_width)),
+            "word": Out(stream.Signature(
+                TaggedWord(cfg) if cfg.segment_words > 1 else cfg.port_width)),
             "stop": In(1),
             "stop_tag": In(TAG_BITS),
             "outstanding": Out(range(cfg.reads_in_flight + 1)),
@@ -155,8 +159,22 @@ class ReadPort(wiring.Component):
             take.eq(done[head] & (~self.word.valid | self.word.ready)),
             rd.addr.eq(head * B + head_beat),
             rd.en.eq(take),
-            self.word.payload.eq(rd.data),
         ]
+        if cfg.segment_words == 1:
+            m.d.comb += self.word.payload.eq(rd.data)
+        else:
+            k, lk = cfg.segment_words, _log2(cfg.segment_words)
+            slot_last = Array(Signal(name=f"slot_last{i}") for i in range(S))
+            with m.If(load & self.burst.valid):
+                m.d.sync += slot_last[issue].eq(self.burst.payload.last)
+            pos = Signal(lk)
+            end = Signal()
+            m.d.comb += [self.word.payload.data.eq(rd.data), self.word.payload.pos.eq(pos),
+                         self.word.payload.end.eq(end)]
+            with m.If(take):
+                row_end = (head_beat == slot_len[head]) & slot_last[head]
+                cur = (slot_addr[head][_log2(cfg.port_bytes):] + head_beat)[:lk]
+                m.d.sync += [pos.eq(cur), end.eq(row_end | (cur == k - 1))]
         with m.If(take):
             m.d.sync += self.word.valid.eq(1)
             with m.If(head_beat == slot_len[head]):
@@ -251,7 +269,8 @@ class ReadEngine(wiring.Component):
         m.d.comb += [beats.desc.payload.eq(plan_desc.payload)]
         plan_invalid = (plan_desc.payload.rows == 0) | (plan_desc.payload.row_bytes == 0)
 
-        ports = []
+        k = cfg.segment_words
+        ports, segments = [], []
         for p in range(N):
             planner = reset(BurstPlanner(cfg, p))
             port = reset(ReadPort(cfg))
@@ -268,6 +287,12 @@ class ReadEngine(wiring.Component):
             wiring.connect(m, planner.burst, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             ports.append(port)
+            if k > 1:
+                gather = m.submodules[f"gather{p}"] = reset(SegmentGather(cfg))
+                wiring.connect(m, port.word, gather.i)
+                segments.append(gather.o)
+            else:
+                segments.append(port.word)
 
         # Statuses queue up, outside the reset that an error applies to the datapath.
         m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
@@ -283,8 +308,16 @@ class ReadEngine(wiring.Component):
         head = Signal(TAG_BITS)         # the transfer the merge is working on
         err_tag = Signal(TAG_BITS)
         at_failure = stop & (head == err_tag)
+        # Segment i of a stripe (lanes i*k to i*k + k - 1) comes from port (port + i) % N.
         plan = beats.plan
-        words_ready = Cat(ports[p].word.valid | ~plan.payload.lanes[p] for p in range(N)).all()
+        ln = _log2(N)
+        groups = []
+        for i in range(N // k):
+            src = (plan.payload.port + i)[:ln] if ln else C(0, 1)
+            groups.append((src, plan.payload.lanes[i * k:(i + 1) * k].any()))
+        seg_valid = Array(s.valid for s in segments)
+        seg_data = Array(s.payload for s in segments) if k > 1 else None
+        words_ready = Cat(seg_valid[src] | ~active for src, active in groups).all()
         out_ready = Signal()
         m.d.comb += out_ready.eq(~self.data.valid | self.data.ready)
         fire = Signal()
@@ -292,12 +325,20 @@ class ReadEngine(wiring.Component):
                             (~plan.payload.end | statuses.w_rdy))
         m.d.comb += plan.ready.eq(fire)
         for p in range(N):
-            m.d.comb += ports[p].word.ready.eq(fire & plan.payload.lanes[p])
+            if k == 1:
+                m.d.comb += segments[p].ready.eq(fire & plan.payload.lanes[p])
+            else:
+                m.d.comb += segments[p].ready.eq(
+                    fire & Cat(active & (src == p) for src, active in groups).any())
+        if k == 1:
+            stripe = Cat(segments[p].payload for p in range(N))
+        else:
+            stripe = Cat(seg_data[src] for src, _ in groups)
 
         with m.If(fire):
             m.d.sync += [
                 self.data.valid.eq(1),
-                self.data.payload.data.eq(Cat(ports[p].word.payload for p in range(N))),
+                self.data.payload.data.eq(stripe),
                 self.data.payload.mask.eq(plan.payload.mask),
                 self.data.payload.last.eq(plan.payload.last),
                 self.data.payload.end.eq(plan.payload.end),

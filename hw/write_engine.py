@@ -6,7 +6,17 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import Burst, Resp
 from .read_engine import global_addr, memory_ports, port_signature
-from .transfer import Beat, BeatPlanner, BurstPlanner, BurstRequest, Descriptor, Status, _log2
+from .transfer import (
+    Beat,
+    BeatPlanner,
+    BurstPlanner,
+    BurstRequest,
+    Descriptor,
+    Segment,
+    SegmentScatter,
+    Status,
+    _log2,
+)
 
 __all__ = ["WritePort", "WriteEngine"]
 
@@ -169,29 +179,48 @@ class WriteEngine(wiring.Component):
         reset = lambda mod: ResetInserter(abort)(mod)  # noqa: E731
 
         m.submodules.beats = beats = reset(BeatPlanner(cfg))
-        planners, ports, words = [], [], []
+        plan = beats.plan
+        split = Signal()
+        k = cfg.segment_words
+        planners, ports, waiting = [], [], []
         for p in range(N):
             planner = m.submodules[f"planner{p}"] = reset(BurstPlanner(cfg, p))
             port = m.submodules[f"port{p}"] = reset(WritePort(cfg))
-            q = m.submodules[f"words{p}"] = reset(fifo.SyncFIFOBuffered(
-                width=9 * W, depth=self._fifo_depth))
             wiring.connect(m, planner.burst, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
-            m.d.comb += [
-                port.stop.eq(stop),
-                port.avail.eq(q.r_level),
-                port.word.payload.eq(q.r_data),
-                port.word.valid.eq(q.r_rdy),
-                q.r_en.eq(port.word.ready),
-            ]
+            m.d.comb += port.stop.eq(stop)
+            if k == 1:
+                q = m.submodules[f"words{p}"] = reset(fifo.SyncFIFOBuffered(
+                    width=9 * W, depth=self._fifo_depth))
+                m.d.comb += [
+                    port.avail.eq(q.r_level),
+                    port.word.payload.eq(q.r_data),
+                    port.word.valid.eq(q.r_rdy),
+                    q.r_en.eq(port.word.ready),
+                ]
+                waiting.append((q.w_rdy, q.r_rdy))
+            else:
+                # room for two bursts of data and a granule of this port's words
+                rows = (-(-self._fifo_depth // k) + cfg.granule_words // k + 1)
+                q = m.submodules[f"scatter{p}"] = reset(SegmentScatter(cfg, rows))
+                wiring.connect(m, q.o, port.word)
+                m.d.comb += port.avail.eq(q.level)
+                waiting.append((q.i.ready, q.o.valid))
             planners.append(planner)
             ports.append(port)
-            words.append(q)
 
-        # Split each stripe into the ports that take part.
-        plan = beats.plan
-        room = Cat(words[p].w_rdy | ~plan.payload.lanes[p] for p in range(N)).all()
-        split = Signal()
+        # Split each stripe into the ports that take part: port p takes lane p (k == 1), or
+        # segment i (lanes i*k to i*k + k - 1) goes to port (plan.port + i) % N.
+        ln = _log2(N)
+        groups = []
+        for i in range(N // k):
+            dst = (plan.payload.port + i)[:ln] if ln else C(0, 1)
+            groups.append((dst, plan.payload.lanes[i * k:(i + 1) * k].any()))
+        if k == 1:
+            room = Cat(waiting[p][0] | ~plan.payload.lanes[p] for p in range(N)).all()
+        else:
+            has_room = Array(r for r, _ in waiting)
+            room = Cat(has_room[dst] | ~active for dst, active in groups).all()
         m.d.comb += split.eq(plan.valid & self.data.valid & room & ~stop)
         m.d.comb += [plan.ready.eq(split)]
         seen_end = Signal()         # the current transfer's last stripe has been taken
@@ -199,12 +228,35 @@ class WriteEngine(wiring.Component):
             m.d.sync += seen_end.eq(1)
         with m.If(self.desc.valid & self.desc.ready):
             m.d.sync += seen_end.eq(0)
-        for p in range(N):
-            m.d.comb += [
-                words[p].w_data.eq(Cat(self.data.payload.data.word_select(p, 8 * W),
-                                       plan.payload.mask[p * W:(p + 1) * W])),
-                words[p].w_en.eq(split & plan.payload.lanes[p]),
-            ]
+        if k == 1:
+            for p in range(N):
+                q = m.submodules[f"words{p}"]
+                m.d.comb += [
+                    q.w_data.eq(Cat(self.data.payload.data.word_select(p, 8 * W),
+                                    plan.payload.mask[p * W:(p + 1) * W])),
+                    q.w_en.eq(split & plan.payload.lanes[p]),
+                ]
+        else:
+            segs = []
+            for i, (_, active) in enumerate(groups):
+                seg = Signal(Segment(cfg), name=f"segment{i}")
+                lanes = plan.payload.lanes[i * k:(i + 1) * k]
+                for j in reversed(range(k)):        # the lowest and highest taking part
+                    with m.If(lanes[j]):
+                        m.d.comb += seg.first.eq(j)
+                for j in range(k):
+                    with m.If(lanes[j]):
+                        m.d.comb += seg.last.eq(j)
+                m.d.comb += [
+                    seg.data.eq(self.data.payload.data.word_select(i, 8 * k * W)),
+                    seg.strb.eq(plan.payload.mask.word_select(i, k * W)),
+                ]
+                segs.append(seg)
+            for p in range(N):
+                q = m.submodules[f"scatter{p}"]
+                for (dst, active), seg in zip(groups, segs, strict=True):
+                    with m.If(dst == p):
+                        m.d.comb += [q.i.payload.eq(seg), q.i.valid.eq(split & active)]
 
         # One transfer at a time: start every planner together, finish when all is quiet.
         m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
@@ -218,7 +270,7 @@ class WriteEngine(wiring.Component):
         d = self.desc.payload
         invalid = (d.rows == 0) | (d.row_bytes == 0)
         idle = (Cat(pl.idle for pl in planners).all() & beats.idle &
-                Cat(~q.r_rdy for q in words).all() & Cat(~pt.busy for pt in ports).all())
+                Cat(~busy for _, busy in waiting).all() & Cat(~pt.busy for pt in ports).all())
         resp = Signal(2)
         err_addr = Signal(cfg.addr_width)
         for p in reversed(range(N)):

@@ -16,7 +16,8 @@ class ProtocolError(AssertionError):
 
 
 class InterleavedMemory:
-    """The global byte space of ``cfg``, stored per port as the engines interleave it."""
+    """The global byte space of ``cfg``; port ``p`` sees granule ``j`` (of ``interleave_bytes``)
+    with ``j % mem_ports == p`` at port address ``(j // mem_ports) * interleave_bytes``."""
 
     def __init__(self, cfg, size):
         self.cfg = cfg
@@ -25,8 +26,8 @@ class InterleavedMemory:
         self.written = np.zeros(size, dtype=bool)
 
     def port_to_global(self, port, port_addr):
-        W, N = self.cfg.port_bytes, self.cfg.mem_ports
-        return ((port_addr // W) * N + port) * W + port_addr % W
+        G, N = self.cfg.interleave_bytes, self.cfg.mem_ports
+        return ((port_addr // G) * N + port) * G + port_addr % G
 
     def read_word(self, port, port_addr):
         g = self.port_to_global(port, port_addr)

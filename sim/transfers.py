@@ -1,6 +1,6 @@
 """Python reference of 2-D strided transfers: which bytes they touch and how they stripe."""
 
-__all__ = ["random_descriptor", "stripes", "transfer_bytes"]
+__all__ = ["random_descriptor", "stripes", "transfer_bytes", "locate", "port_words"]
 
 
 def random_descriptor(rng, mem_size, max_bytes, max_rows=4):
@@ -31,4 +31,22 @@ def stripes(desc, stripe_bytes):
             lo = max(start, s * stripe_bytes) - s * stripe_bytes
             hi = min(end, (s + 1) * stripe_bytes) - s * stripe_bytes
             out.append((s, lo, hi, s == final, s == final and r == len(rows) - 1))
+    return out
+
+
+def locate(addr, granule, ports):
+    """The port and port address of global byte ``addr`` when the address space is
+    interleaved over ``ports`` ports at ``granule`` bytes."""
+    j, off = divmod(addr, granule)
+    return j % ports, (j // ports) * granule + off
+
+
+def port_words(start, end, word_bytes, granule, ports, port):
+    """The port addresses of the words of ``port`` that bytes ``[start, end)`` touch, in
+    order (byte by byte, no shortcut)."""
+    out = []
+    for a in range(start - start % word_bytes, end, word_bytes):
+        p, pa = locate(a, granule, ports)
+        if p == port:
+            out.append(pa)
     return out
