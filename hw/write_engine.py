@@ -238,7 +238,7 @@ class WriteEngine(wiring.Component):
                 ]
         else:
             segs = []
-            for i, (_, active) in enumerate(groups):
+            for i in range(len(groups)):
                 seg = Signal(Segment(cfg), name=f"segment{i}")
                 lanes = plan.payload.lanes[i * k:(i + 1) * k]
                 for j in reversed(range(k)):        # the lowest and highest taking part

@@ -6,6 +6,7 @@ and writes ``hbm_bandwidth.json`` and ``hbm_bandwidth.png`` to the output folder
 
     python -m scripts.bench_hbm                    # the full sweep
     python -m scripts.bench_hbm --quick            # one point per axis
+    python -m scripts.bench_hbm --granule 256      # ports interleaved at 256 bytes
 """
 
 import json
@@ -34,10 +35,12 @@ def sweep(quick):
     return points
 
 
-def measure(point, direction, size, timing, out_dir):
+def measure(point, direction, size, timing, out_dir, granule=None):
     p, b, f = point["ports"], point["burst_len"], point["in_flight"]
     cfg = PRESETS["default"].replace(name=f"bench_p{p}_b{b}_f{f}", mem_ports=p, burst_len=b,
                                      reads_in_flight=f, axi_ids=min(4, f))
+    if granule is not None:
+        cfg = cfg.replace(name=f"{cfg.name}_g{granule}", interleave_bytes=granule)
     out = out_dir / f"{cfg.name}_{direction}.json"
     run(cfg, "sim.tb_bench", top=f"{direction}_engine",
         env={"BENCH_OUT": str(out), "BENCH_BYTES": str(size), "BENCH_TIMING": timing})
@@ -81,10 +84,17 @@ def main(argv=None):
                         help="bytes per transfer (two transfers per point; default 1 MiB)")
     parser.add_argument("--timing", default="HBM2_2000",
                         choices=["HBM2_2000", "HBM3_6400", "ideal"])
+    parser.add_argument("--granule", type=int, default=None,
+                        help="address interleave granule in bytes (default: one port word)")
     parser.add_argument("-o", "--output", default="build/bench", help="output folder")
     args = parser.parse_args(argv)
     if args.bytes < 1:
         parser.error(f"--bytes must be at least 1, not {args.bytes}")
+    if args.granule is not None:
+        try:
+            PRESETS["default"].replace(interleave_bytes=args.granule)
+        except ValueError as e:
+            parser.error(str(e))
     out_dir = Path(args.output).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -94,7 +104,7 @@ def main(argv=None):
     for point in sweep(args.quick):
         for direction in ("read", "write"):
             t0 = time.monotonic()
-            r = measure(point, direction, args.bytes, args.timing, out_dir)
+            r = measure(point, direction, args.bytes, args.timing, out_dir, args.granule)
             results.append(r)
             print(f"{direction:5} {r['ports']:>5} {r['burst_len']:>5} {r['in_flight']:>6} "
                   f"{r['bytes_per_cycle']:>9.1f} {100 * r['efficiency']:>6.1f} "

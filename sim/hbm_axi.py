@@ -56,6 +56,7 @@ class SparseMemory:
         self._pages = {}
         self._regions = []  # sorted, disjoint (start, end)
         self._next = base
+        self.device_writes = []     # (start, end) of every byte range a port wrote, in order
 
     def alloc(self, size, align=4096, addr=None):
         """Reserve ``size`` bytes and return their address.
@@ -430,11 +431,12 @@ class HbmAxiPort:
 
     def mem_addr(self, addr):
         """Backing-memory address of port address ``addr``: the same, or with ``striped``,
-        word ``w`` of this port is global word ``w * ports + index``."""
+        granule ``j`` of this port is global granule ``j * ports + index``."""
         if not self.owner.striped:
             return addr
-        w, off = divmod(addr, self.bus_bytes)
-        return (w * len(self.owner.ports) + self.index) * self.bus_bytes + off
+        G = self.owner.granule or self.bus_bytes
+        j, off = divmod(addr, G)
+        return (j * len(self.owner.ports) + self.index) * G + off
 
     def _commit(self, wr):
         mem = self.owner.memory
@@ -444,10 +446,12 @@ class HbmAxiPort:
             raw = data.to_bytes(self.bus_bytes, "little")
             if strb == self.full_strb:
                 mem._store(addr, raw)
+                mem.device_writes.append((addr, addr + self.bus_bytes))
             else:
                 for j in range(self.bus_bytes):
                     if strb >> j & 1:
                         mem._store(addr + j, raw[j:j + 1])
+                        mem.device_writes.append((addr + j, addr + j + 1))
 
     def _beat_ready(self, rd, k, now):
         """Whether beat ``k`` of ``rd`` has all its accesses through by ``now``."""
@@ -568,9 +572,13 @@ class HbmAxi:
     check_reads : bool
         Treat reads of unallocated memory as errors.
     striped : bool
-        Each port has a dense address space of its own, and consecutive bus words of the
+        Each port has a dense address space of its own, and consecutive granules of the
         backing memory's (global) address space alternate between ports, as the accelerator
-        interleaves them: port ``p`` address ``a`` is global word ``(a // W) * ports + p``.
+        interleaves them: port ``p`` address ``a`` is global byte
+        ``((a // G) * ports + p) * G + a % G``.
+    granule : int, optional
+        The interleave granule ``G`` in bytes (``AccelConfig.interleave_bytes``); one bus word
+        by default.
     fail_fast : bool
         Raise :class:`ProtocolError` in the port coroutine on the first error (fails the
         test); otherwise only record it in :attr:`errors`.
@@ -583,7 +591,8 @@ class HbmAxi:
 
     def __init__(self, dut, clk, ports=None, prefix="m_axi_hbm", timing=HBM2_2000, memory=None,
                  ratio=None, interleave=None, max_reads=64, max_write_bursts=16,
-                 check_reads=True, striped=False, fail_fast=True, seed=0, **channel_args):
+                 check_reads=True, striped=False, granule=None, fail_fast=True, seed=0,
+                 **channel_args):
         self.dut, self.clk = dut, clk
         if ports is None:
             ports = 0
@@ -595,7 +604,7 @@ class HbmAxi:
         self.stack = HbmStack(ports, timing, ratio=ratio, interleave=interleave, **channel_args)
         self.max_reads, self.max_write_bursts = max_reads, max_write_bursts
         self.check_reads, self.fail_fast, self.seed = check_reads, fail_fast, seed
-        self.striped = striped
+        self.striped, self.granule = striped, granule
         self.errors = []
         self.t0 = self.period = None
         self._started = cocotb.start_soon(self._measure_clock())

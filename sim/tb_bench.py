@@ -29,7 +29,8 @@ async def bandwidth(dut):
     timing = hbm.ideal(20) if timing == "ideal" else getattr(hbm, timing)
     writing = dut._name == "write_engine"
     cocotb.start_soon(Clock(dut.clk, 2, unit="ns").start())
-    mem = HbmAxi(dut, dut.clk, striped=True, timing=timing, check_reads=False)
+    mem = HbmAxi(dut, dut.clk, striped=True, granule=cfg.interleave_bytes, timing=timing,
+                 check_reads=False)
     base = mem.alloc(count * size)
     dut.rst.value = 1
     dut.desc_valid.value = 0
@@ -70,6 +71,7 @@ async def bandwidth(dut):
     figures = {
         "direction": "write" if writing else "read", "ports": cfg.mem_ports,
         "burst_len": cfg.burst_len, "in_flight": cfg.reads_in_flight,
+        "granule": cfg.interleave_bytes,
         "bytes": count * size, "cycles": cycle,
         "bytes_per_cycle": count * size / cycle, "efficiency": count * size / (cycle * peak),
         "port_efficiency": [

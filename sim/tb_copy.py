@@ -30,7 +30,8 @@ class CopyBench:
         self.cfg = load_config()
         timing = os.environ.get("TB_TIMING", "HBM2_2000")
         timing = hbm.ideal(20) if timing == "ideal" else getattr(hbm, timing)
-        self.hbm = HbmAxi(dut, dut.clk, striped=True, timing=timing, seed=rng.randrange(1 << 30))
+        self.hbm = HbmAxi(dut, dut.clk, striped=True, granule=self.cfg.interleave_bytes,
+                          timing=timing, seed=rng.randrange(1 << 30))
         self.src = self.hbm.alloc(src_bytes)
         self.dst = self.hbm.alloc(dst_bytes)
         self.src_data = bytes(rng.randbytes(src_bytes))
@@ -76,9 +77,10 @@ class CopyBench:
     def first_burst(self, addr):
         """The port and port address of the burst that starts a row at global ``addr``, and
         the global address of its first beat."""
-        W, N = self.cfg.port_bytes, self.cfg.mem_ports
-        word = addr // W
-        return word % N, (word // N) * W, word * W
+        W, G, N = self.cfg.port_bytes, self.cfg.interleave_bytes, self.cfg.mem_ports
+        word = addr // W * W
+        j, off = divmod(word, G)
+        return j % N, (j // N) * G + off, word
 
     def apply(self, copy):
         """Update the model of the destination region with ``copy``."""
