@@ -36,12 +36,13 @@ def _memory(cfg, dut, sim, size, seed, stall, errors):
 
 
 def run_reads(cfg, descs, *, size=1 << 16, seed=0, stall=0.0, errors=None, fill=None,
-              n_beats=None, serial=False, timeout=50_000):
+              n_beats=None, serial=False, timeout=50_000, stats=None):
     """Read ``descs``; return the memory, the data beats and the statuses.
 
     ``errors`` maps a port to ``{("r", port_addr): resp}``; ``n_beats`` is how many beats to
     wait for (all of every transfer by default); ``serial`` sends each descriptor only after
-    the status of the previous one."""
+    the status of the previous one; ``stats``, a dict, receives the cycle each beat was taken
+    in (``"beat_cycles"``)."""
     dut = ReadEngine(cfg)
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -61,7 +62,9 @@ def run_reads(cfg, descs, *, size=1 << 16, seed=0, stall=0.0, errors=None, fill=
                 await ctx.tick()
 
     async def data(ctx):
-        got["beats"], _ = await recv(ctx, dut.data, n_beats, rng, stall)
+        got["beats"], when = await recv(ctx, dut.data, n_beats, rng, stall)
+        if stats is not None:
+            stats["beat_cycles"] = when
 
     async def status(ctx):
         while len(statuses) < len(descs):
@@ -78,8 +81,9 @@ def run_reads(cfg, descs, *, size=1 << 16, seed=0, stall=0.0, errors=None, fill=
 
 
 def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=None,
-               timeout=50_000):
-    """Write ``beats`` (payload dicts) for ``descs``; return the memory and the statuses."""
+               timeout=50_000, stats=None):
+    """Write ``beats`` (payload dicts) for ``descs``; return the memory and the statuses.
+    ``stats``, a dict, receives the cycle each status was taken in (``"status_cycles"``)."""
     dut = WriteEngine(cfg)
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -95,7 +99,9 @@ def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=Non
         got["fed"] = True
 
     async def status(ctx):
-        got["status"], _ = await recv(ctx, dut.status, len(descs), rng, stall)
+        got["status"], when = await recv(ctx, dut.status, len(descs), rng, stall)
+        if stats is not None:
+            stats["status_cycles"] = when
 
     sim.add_testbench(feed)
     sim.add_testbench(data)

@@ -9,9 +9,13 @@ from sim.engine_bench import run_writes
 from sim.transfers import random_descriptor, stripes
 
 
-def small_cfg(ports):
+def small_cfg(ports, granule=0):
     return AccelConfig(name="w", mem_ports=ports, port_width=64, burst_len=4,
-                       reads_in_flight=8, axi_ids=4, addr_width=20)
+                       reads_in_flight=8, axi_ids=4, addr_width=20, interleave_bytes=granule)
+
+
+# Granules of one port word, two port words, and one spanning many stripes.
+GRANULES = [8, 16, 256]
 
 
 def random_beats(cfg, rng, descs, size):
@@ -29,13 +33,14 @@ def random_beats(cfg, rng, descs, size):
     return beats, image
 
 
+@pytest.mark.parametrize("granule", GRANULES)
 @pytest.mark.parametrize("ports", [1, 2, 4])
 @pytest.mark.parametrize("stall", [0.0, 0.3])
-def test_random_transfers_write_exactly_their_bytes(ports, stall):
-    cfg = small_cfg(ports)
-    rng = np.random.default_rng(ports * 3 + int(stall * 10))
+def test_random_transfers_write_exactly_their_bytes(ports, stall, granule):
+    cfg = small_cfg(ports, granule)
+    rng = np.random.default_rng(ports * 3 + int(stall * 10) + granule)
     size = 1 << 16
-    descs = [random_descriptor(rng, size, 600) for _ in range(6)]
+    descs = [random_descriptor(rng, size, 600 if granule < 256 else 2000) for _ in range(6)]
     # later transfers may overlap earlier ones: write in order into the reference image
     beats, image = random_beats(cfg, rng, descs, size)
     mem, status = run_writes(cfg, descs, beats, size=size, seed=ports, stall=stall)
@@ -67,3 +72,40 @@ def test_invalid_descriptor_is_refused_without_writing():
     mem, status = run_writes(cfg, descs, [])
     assert [(s.invalid, s.addr) for s in status] == [(1, 64), (1, 96)]
     assert not mem.written.any()
+
+
+@pytest.mark.parametrize("ports", [2, 4])
+def test_page_granule(ports):
+    # 4 KiB granules: rows cross from one port's page to the next port's
+    cfg = small_cfg(ports, 4096)
+    rng = np.random.default_rng(50 + ports)
+    size = 1 << 16
+    descs = [random_descriptor(rng, size, 9000, max_rows=2) for _ in range(3)]
+    descs.append({"addr": 4096 - 13, "rows": 2, "row_bytes": 4096 * ports + 30,
+                  "stride": 4096 * ports + 100})
+    beats, image = random_beats(cfg, rng, descs, size)
+    mem, status = run_writes(cfg, descs, beats, size=size, seed=ports, stall=0.2,
+                             timeout=100_000)
+    assert [(s.resp, s.invalid) for s in status] == [(0, 0)] * len(descs)
+    assert np.array_equal(mem.data, image)
+
+
+def global_of(cfg, port, port_addr):
+    G, N = cfg.interleave_bytes, cfg.mem_ports
+    return ((port_addr // G) * N + port) * G + port_addr % G
+
+
+@pytest.mark.parametrize("granule", [16, 256])
+def test_error_address_follows_the_granule(granule):
+    cfg = small_cfg(4, granule)
+    size = 1 << 16
+    rng = np.random.default_rng(granule)
+    # the row starts on port 1 at port address 0xe0, so its second burst starts at 0x100
+    bad = {"addr": global_of(cfg, 1, 0xe0), "rows": 1, "row_bytes": 1000, "stride": 0}
+    errors = {1: {("w", 0x100): Resp.SLVERR}}
+    beats, image = random_beats(cfg, rng, [bad], size)
+    mem, status = run_writes(cfg, [bad], beats, size=size, errors=errors, stall=0.2)
+    where = global_of(cfg, 1, 0x100)
+    assert [(s.resp, s.addr) for s in status] == [(Resp.SLVERR, where)]
+    assert np.array_equal(mem.data[mem.written], image[mem.written])
+    assert not mem.written[where:where + 8].any()
