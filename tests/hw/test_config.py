@@ -25,6 +25,23 @@ def test_derived_widths():
 def test_json_round_trip():
     for cfg in PRESETS.values():
         assert AccelConfig.from_json(cfg.to_json()) == cfg
+    cfg = PRESETS["default"].replace(interleave_bytes=256)
+    assert AccelConfig.from_json(cfg.to_json()) == cfg
+    assert '"interleave_bytes": 256' in cfg.to_json()
+
+
+def test_interleave_granule_defaults_to_one_port_word():
+    for cfg in PRESETS.values():
+        assert cfg.interleave_bytes == cfg.port_bytes
+        assert cfg.segment_words == 1
+    cfg = AccelConfig(port_width=64)
+    assert cfg.interleave_bytes == 8
+    # a one-word granule follows the port width; a chosen one stays
+    assert cfg.replace(port_width=512).interleave_bytes == 64
+    assert cfg.replace(interleave_bytes=128).replace(port_width=512).interleave_bytes == 128
+    assert AccelConfig(interleave_bytes=4096, mem_ports=2).granule_words == 128
+    assert AccelConfig(interleave_bytes=64, mem_ports=4).segment_words == 2
+    assert AccelConfig(interleave_bytes=4096, mem_ports=4).segment_words == 4
 
 
 def test_frozen():
@@ -46,6 +63,11 @@ def test_frozen():
     ({"burst_len": 300}, ["burst_len", "300"]),
     ({"mem_ports": 0}, ["mem_ports", "0"]),
     ({"name": "9x"}, ["name", "9x"]),
+    ({"interleave_bytes": 48}, ["interleave_bytes", "48", "power of two", "4096"]),
+    ({"interleave_bytes": 16}, ["interleave_bytes", "16", "port_bytes (32)"]),
+    ({"interleave_bytes": 8192}, ["interleave_bytes", "8192", "4096"]),
+    ({"interleave_bytes": 64.0}, ["interleave_bytes", "64.0"]),
+    ({"interleave_bytes": True}, ["interleave_bytes", "True"]),
 ])
 def test_bad_values_name_value_and_allowed(changes, words):
     with pytest.raises(ValueError) as info:
