@@ -68,3 +68,24 @@ def test_error_address_follows_the_granule(granule):
     errors = {2: {("r", 0x100): Resp.SLVERR}}
     mem, beats, status = run_reads(cfg, [desc], errors=errors, n_beats=0, stall=0.2)
     assert [(s.resp, s.addr) for s in status] == [(Resp.SLVERR, global_of(cfg, 2, 0x100))]
+
+
+@pytest.mark.parametrize("granule", [8, 16, 32, 256, 4096])
+def test_sequential_read_rate(granule, record_property):
+    """A benchmark figure, not a timed assertion: cycles per stripe of one long sequential
+    read (4 ports, no backpressure), recorded as ``cycles_per_stripe`` over the whole read and
+    ``steady_cycles_per_stripe`` over its second half (the first granule comes from one port
+    alone); the data is checked."""
+    cfg = AccelConfig(name="rate", mem_ports=4, port_width=64, burst_len=8, reads_in_flight=16,
+                      axi_ids=4, addr_width=20, interleave_bytes=granule)
+    desc = {"addr": 0, "rows": 1, "row_bytes": 1 << 15, "stride": 0}
+    stats = {}
+    mem, beats, status = run_reads(cfg, [desc], size=1 << 15, stats=stats)
+    check_beats(cfg, mem, [desc], beats)
+    when = stats["beat_cycles"]
+    half = len(when) // 2
+    rate = (when[-1] - when[0]) / (len(when) - 1)
+    steady = (when[-1] - when[half]) / (len(when) - 1 - half)
+    record_property("cycles_per_stripe", rate)
+    record_property("steady_cycles_per_stripe", steady)
+    print(f"granule {granule}: {rate:.3f} cycles per stripe, {steady:.3f} in the second half")
