@@ -48,6 +48,20 @@ def test_random_copies(ports, stall):
     assert np.array_equal(mem.data, before)
 
 
+@pytest.mark.parametrize("granule", [16, 256])
+@pytest.mark.parametrize("ports", [2, 4])
+def test_random_copies_over_a_granule(ports, granule):
+    cfg = small_cfg(ports).replace(interleave_bytes=granule)
+    rng = np.random.default_rng(ports + granule)
+    size = 1 << 16
+    copies = random_copies(rng, 6, size, max_bytes=1500)
+    before, mem, status = run_copies(cfg, copies, size=size, seed=ports, stall=0.3)
+    assert [(s.resp, s.invalid, s.aborted) for s in status] == [(0, 0, 0)] * len(copies)
+    for c in copies:
+        apply(before, c)
+    assert np.array_equal(mem.data, before)
+
+
 def test_read_error_aborts_the_queue_and_writes_nothing_else():
     cfg = small_cfg(2)
     size = 1 << 16
