@@ -316,8 +316,11 @@ class ReadEngine(wiring.Component):
             src = (plan.payload.port + i)[:ln] if ln else C(0, 1)
             groups.append((src, plan.payload.lanes[i * k:(i + 1) * k].any()))
         seg_valid = Array(s.valid for s in segments)
-        seg_data = Array(s.payload for s in segments) if k > 1 else None
-        words_ready = Cat(seg_valid[src] | ~active for src, active in groups).all()
+        seg_data = Array(s.payload for s in segments)
+        if k == 1:
+            words_ready = Cat(segments[p].valid | ~plan.payload.lanes[p] for p in range(N)).all()
+        else:
+            words_ready = Cat(seg_valid[src] | ~active for src, active in groups).all()
         out_ready = Signal()
         m.d.comb += out_ready.eq(~self.data.valid | self.data.ready)
         fire = Signal()
