@@ -6,7 +6,7 @@ PRESET ?= default
 OUT    ?= build
 JOBS   ?= auto
 
-.PHONY: demo test verilog bench bench-gemm synth lint clean
+.PHONY: demo test verilog bench bench-gemm synth board lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-gemm: $(VENV)/.installed
 DEVICE ?= ecp5-85k
 synth: $(VENV)/.installed
 	$(PY) -m scripts.synth --preset $(PRESET) --device $(DEVICE) -o $(OUT)/synth
+
+board: $(VENV)/.installed
+	$(PY) -m scripts.board -o $(OUT)/board
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check hw sim scripts tests

@@ -21,8 +21,9 @@ other than 0xA5 where a frame should start is dropped, so a host resynchronizes 
 out one command's worth of bytes. A MEM_READ sends all its LEN bytes even after an error.
 
 Memory accesses are single-beat full-width AXI4 bursts, one at a time (a write's W after its
-AW): bytes of one memory word go out as one write with their strobes. Global word ``g`` lives on port ``g % ports``
-at that port's word ``g // ports``, as the accelerator interleaves its ports.
+AW): bytes of one memory word go out as one write with their strobes. Global word ``g`` lives
+on port ``g % ports`` at that port's word ``g // ports``, as the accelerator interleaves its
+ports.
 """
 
 from amaranth import *

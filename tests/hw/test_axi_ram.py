@@ -79,7 +79,7 @@ class Manager:
     async def w(self, ctx):
         b = self.bus
         for op in self.writes:
-            for i, (data, strb) in enumerate(zip(op["data"], op["strb"])):
+            for i, (data, strb) in enumerate(zip(op["data"], op["strb"], strict=True)):
                 await self._idle(ctx, b.wvalid)
                 ctx.set(b.wdata, data)
                 ctx.set(b.wstrb, strb)
@@ -103,7 +103,7 @@ class Manager:
                 expect = Resp.SLVERR
             else:
                 expect = Resp.DECERR if words[-1] >= self.depth else Resp.OKAY
-                for word, data, strb in zip(words, op["data"], op["strb"]):
+                for word, data, strb in zip(words, op["data"], op["strb"], strict=True):
                     if word < self.depth:
                         for k in range(W):
                             if strb >> k & 1:
@@ -176,8 +176,8 @@ def run(depth, ports, stall, seed, phases=6, per_phase=6, init=None):
         for name in ("aw", "w", "ar"):
             sim.add_testbench(getattr(mgr, name), background=True)
 
-        for name in ("b", "r"):
-            async def done(ctx, coro=getattr(mgr, name)):
+        for coro in (mgr.b, mgr.r):
+            async def done(ctx, coro=coro):
                 await coro(ctx)
                 finished.append(coro)
             sim.add_testbench(done)
