@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PRESET ?= default
+SOAK_PRESET ?= tiny
 OUT    ?= build
 JOBS   ?= auto
 
-.PHONY: demo test verilog bench bench-gemm synth board lint clean
+.PHONY: demo test verilog bench bench-gemm soak synth board lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,11 @@ bench: $(VENV)/.installed
 
 bench-gemm: $(VENV)/.installed
 	$(PY) -m scripts.bench_gemm -o $(OUT)/bench
+
+N ?= 200
+SEED ?= 1
+soak: $(VENV)/.installed
+	$(PY) -m scripts.soak --preset $(SOAK_PRESET) -n $(N) --seed $(SEED) -o $(OUT)/soak
 
 DEVICE ?= ecp5-85k
 synth: $(VENV)/.installed

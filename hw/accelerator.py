@@ -88,6 +88,8 @@ class Accelerator(wiring.Component):
             self.irq.eq(csr.irq),
             ctrl.start.eq(csr.start), ctrl.soft_reset.eq(csr.soft_reset),
             ctrl.prog_addr.eq(csr.prog_addr), ctrl.prog_len.eq(csr.prog_len),
+            ctrl.read_base.eq(csr.read_base), ctrl.read_limit.eq(csr.read_limit),
+            ctrl.write_base.eq(csr.write_base), ctrl.write_limit.eq(csr.write_limit),
             csr.busy.eq(ctrl.busy), csr.done.eq(ctrl.done), csr.error.eq(ctrl.error),
             csr.error_code.eq(ctrl.error_code), csr.error_index.eq(ctrl.error_index),
             csr.error_addr.eq(ctrl.error_addr), csr.state.eq(ctrl.state),

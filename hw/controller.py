@@ -19,9 +19,21 @@ engines drop what they are offered and finish the memory transactions already is
 when all are idle ``error`` pulses and ``busy`` falls. An abort never leaves a memory
 transaction open.
 
-Illegal instructions (``ILLEGAL_INSTRUCTION``, address = the instruction's address) are the
-words :func:`hw.isa.decode` or :func:`hw.isa.validate` refuses, except that the end of a
-transfer's memory region is not checked against the address space (it wraps).
+Decode refuses an instruction with the code :func:`hw.isa.validate` gives it, checked in the
+same order: encoding (``ILLEGAL_INSTRUCTION``), counts (``BAD_DIMENSION``), buffer ranges
+(``BUFFER_RANGE``), then the LOAD's or STORE's memory region against the read or write
+protection window (``READ_PROTECTION``, ``WRITE_PROTECTION``), with the instruction's index
+and address. A refused instruction moves no byte: it never reaches its engine. The region's
+last byte is computed one stage ahead of decode, in a register stage after the instruction
+buffer. At START, the whole program (``PROG_LEN`` instructions from ``PROG_ADDR``) must lie in
+the read window (``READ_PROTECTION`` otherwise, index 0, address ``PROG_ADDR``).
+
+Running past ``PROG_LEN`` instructions without END stops the program with
+``PROGRAM_OVERRUN``. When every engine is idle, every queue is either empty or waits at its
+head for a token, and decode cannot dispatch the next instruction either (its queue is full,
+or it is a FENCE or END that waits for the queues), no token can ever come: after
+``DEADLOCK_CYCLES`` such cycles the program stops with ``TOKEN_DEADLOCK`` and the index of
+the first waiting head.
 """
 
 from amaranth import *
@@ -48,9 +60,10 @@ from .isa import (
 )
 from .read_arbiter import read_client
 
-__all__ = ["QUEUE_DEPTH", "StateLayout", "TOKEN_CHANNELS", "Controller"]
+__all__ = ["QUEUE_DEPTH", "DEADLOCK_CYCLES", "StateLayout", "TOKEN_CHANNELS", "Controller"]
 
 QUEUE_DEPTH = 8
+DEADLOCK_CYCLES = 4
 
 #: The token channels, named producer-consumer (``lc``: load to compute, ...).
 TOKEN_CHANNELS = ("lc", "cl", "cs", "sc")
@@ -76,41 +89,54 @@ def _count(value, lo, hi):
     return (value >= lo) & (value <= hi)
 
 
-def _legal_load(cfg, f):
+def _multiple(value, elem):
+    return value[:(elem - 1).bit_length()] == 0
+
+
+def _check_load(cfg, f):
+    """``(encoding ok, counts ok, buffer range ok)`` of a LOAD body."""
     spad, acc = cfg.spad_depth, cfg.acc_depth
-    checks = []
-    for buf, depth, row, elem in (
-            (Buffer.SPAD_A, spad, buffer_row_bytes(cfg, Buffer.SPAD_A), operand_bytes(cfg)),
-            (Buffer.SPAD_B, spad, buffer_row_bytes(cfg, Buffer.SPAD_B), operand_bytes(cfg)),
-            (Buffer.ACC, acc, buffer_row_bytes(cfg, Buffer.ACC), acc_bytes(cfg))):
-        checks.append((f.buf == buf) &
-                      _count(f.rows, 1, depth) & (f.buf_addr + f.rows <= depth) &
-                      _count(f.row_bytes, elem, row) &
-                      (f.row_bytes[:(elem - 1).bit_length()] == 0))
-    return Cat(checks).any()
+    dims, ranges = [], []
+    for buf, depth, elem in ((Buffer.SPAD_A, spad, operand_bytes(cfg)),
+                             (Buffer.SPAD_B, spad, operand_bytes(cfg)),
+                             (Buffer.ACC, acc, acc_bytes(cfg))):
+        row = buffer_row_bytes(cfg, buf)
+        dims.append((f.buf == buf) & _count(f.rows, 1, depth) &
+                    _count(f.row_bytes, elem, row) & _multiple(f.row_bytes, elem))
+        ranges.append((f.buf == buf) & (f.buf_addr + f.rows <= depth))
+    legal = (f.buf == Buffer.SPAD_A) | (f.buf == Buffer.SPAD_B) | (f.buf == Buffer.ACC)
+    return legal, Cat(dims).any(), Cat(ranges).any()
 
 
-def _legal_matmul(cfg, f):
+def _check_matmul(cfg, f):
     ws = f.dataflow == Dataflow.WS
     spad, acc = cfg.spad_depth, cfg.acc_depth
-    ws_ok = (_count(f.k, 1, cfg.rows) & _count(f.m, 1, min(acc, spad)) &
-             (f.a_addr + f.m <= spad))
-    os_ok = (~f.keep_weights & _count(f.m, 1, min(cfg.rows, acc)) & _count(f.k, 1, spad) &
-             (f.a_addr + f.k <= spad))
-    return (_count(f.n, 1, cfg.cols) & Mux(ws, ws_ok, os_ok) &
-            (f.keep_weights | (f.b_addr + f.k <= spad)) & (f.c_addr + f.m <= acc))
+    ws_dim = _count(f.k, 1, cfg.rows) & _count(f.m, 1, min(acc, spad))
+    os_dim = _count(f.m, 1, min(cfg.rows, acc)) & _count(f.k, 1, spad)
+    dim = _count(f.n, 1, cfg.cols) & Mux(ws, ws_dim, os_dim)
+    a_range = Mux(ws, f.a_addr + f.m <= spad, f.a_addr + f.k <= spad)
+    rng = (a_range & (f.keep_weights | (f.b_addr + f.k <= spad)) & (f.c_addr + f.m <= acc))
+    return ws | ~f.keep_weights, dim, rng
 
 
-def _legal_store(cfg, f):
+def _check_store(cfg, f):
     acc = cfg.acc_depth
     sizes = []
     for t in OutType:
         ob = out_bytes(t)
         sizes.append((f.out_type == t) & _count(f.row_bytes, ob, cfg.cols * ob) &
-                     (f.row_bytes[:(ob - 1).bit_length()] == 0))
-    return (_count(f.rows, 1, acc) & (f.acc_addr + f.rows <= acc) &
-            (~f.bias | (f.bias_addr < acc)) & (~f.per_column | (f.scale_addr < acc)) &
-            Cat(sizes).any() & ((f.rows <= 1) | (f.stride >= f.row_bytes)))
+                     _multiple(f.row_bytes, ob))
+    legal = Cat(f.out_type == t for t in OutType).any()
+    dim = (_count(f.rows, 1, acc) & Cat(sizes).any() &
+           ((f.rows <= 1) | (f.stride >= f.row_bytes)))
+    rng = ((f.acc_addr + f.rows <= acc) & (~f.bias | (f.bias_addr < acc)) &
+           (~f.per_column | (f.scale_addr < acc)))
+    return legal, dim, rng
+
+
+def _region_last(f):
+    """The last byte address of a LOAD's or STORE's region, wide enough not to wrap."""
+    return f.addr + (f.rows - 1) * f.stride + f.row_bytes - 1
 
 
 class Controller(wiring.Component):
@@ -123,6 +149,8 @@ class Controller(wiring.Component):
     soft_reset : In(1)
         Pulse: abort the running program (error code ABORTED); no effect while idle.
     prog_addr : In(cfg.addr_width), prog_len : In(32)
+    read_base, read_limit, write_base, write_limit : In(cfg.addr_width)
+        The protection windows (inclusive byte ranges), from the CSR block.
     rd : Out(read_client(cfg))
         Instruction reads, to the read arbiter.
     load, compute, store : In(Signature(engine_members(cfg, body)))
@@ -150,6 +178,10 @@ class Controller(wiring.Component):
             "soft_reset": In(1),
             "prog_addr": In(cfg.addr_width),
             "prog_len": In(32),
+            "read_base": In(cfg.addr_width),
+            "read_limit": In(cfg.addr_width),
+            "write_base": In(cfg.addr_width),
+            "write_limit": In(cfg.addr_width),
             "rd": Out(read_client(cfg)),
             "load": _engine_port(cfg, LoadLayout(cfg)),
             "compute": _engine_port(cfg, MatmulLayout(cfg)),
@@ -191,9 +223,25 @@ class Controller(wiring.Component):
             m.submodules[f"{name}_q"] = q
             queues[name] = (q, layout)
 
-        # Decode ------------------------------------------------------------------------------
+        # Pre-decode: the instruction and the last byte of its memory region, registered.
         word = Signal(InstructionLayout(cfg))
-        m.d.comb += word.eq(fetch.word.payload)
+        word_valid = Signal()
+        take = Signal()
+        fetched = Signal(InstructionLayout(cfg))
+        m.d.comb += [fetched.eq(fetch.word.payload),
+                     fetch.word.ready.eq(~word_valid | take)]
+        last = Signal(cfg.addr_width + 1 + len(fetched.body.load.rows))
+        with m.If(fetch.word.valid & fetch.word.ready):
+            m.d.sync += [word.eq(fetched), word_valid.eq(1),
+                         last.eq(Mux(fetched.header.opcode == Opcode.LOAD,
+                                     _region_last(fetched.body.load),
+                                     _region_last(fetched.body.store)))]
+        with m.Elif(take):
+            m.d.sync += word_valid.eq(0)
+        with m.If(~running):
+            m.d.sync += word_valid.eq(0)
+
+        # Decode ------------------------------------------------------------------------------
         index = Signal(32)
         op = word.header.opcode
         body = word.body
@@ -203,32 +251,55 @@ class Controller(wiring.Component):
                 Opcode.FENCE: HEADER_WIDTH, Opcode.END: HEADER_WIDTH}
         raw = word.as_value()
         h = word.header
-        legal = Signal()
+        legal, dim_ok, range_ok, prot_ok = Signal(), Signal(), Signal(), Signal()
+        prot_code = Signal(ErrorCode)
+
+        def window(f, base, limit):
+            return (f.addr >= base) & (last <= limit)
+
         with m.Switch(op):
             with m.Case(Opcode.LOAD):
-                m.d.comb += legal.eq((raw[used[Opcode.LOAD]:] == 0) & ~h.pop_prev &
-                                     ~h.push_prev & _legal_load(cfg, body.load))
+                ok, dim, rng = _check_load(cfg, body.load)
+                m.d.comb += [legal.eq((raw[used[Opcode.LOAD]:] == 0) & ~h.pop_prev &
+                                      ~h.push_prev & ok),
+                             dim_ok.eq(dim), range_ok.eq(rng),
+                             prot_ok.eq(window(body.load, self.read_base, self.read_limit)),
+                             prot_code.eq(ErrorCode.READ_PROTECTION)]
             with m.Case(Opcode.MATMUL):
-                m.d.comb += legal.eq((raw[used[Opcode.MATMUL]:] == 0) &
-                                     _legal_matmul(cfg, body.matmul))
+                ok, dim, rng = _check_matmul(cfg, body.matmul)
+                m.d.comb += [legal.eq((raw[used[Opcode.MATMUL]:] == 0) & ok),
+                             dim_ok.eq(dim), range_ok.eq(rng), prot_ok.eq(1)]
             with m.Case(Opcode.STORE):
-                m.d.comb += legal.eq((raw[used[Opcode.STORE]:] == 0) & ~h.pop_next &
-                                     ~h.push_next & _legal_store(cfg, body.store))
+                ok, dim, rng = _check_store(cfg, body.store)
+                m.d.comb += [legal.eq((raw[used[Opcode.STORE]:] == 0) & ~h.pop_next &
+                                      ~h.push_next & ok),
+                             dim_ok.eq(dim), range_ok.eq(rng),
+                             prot_ok.eq(window(body.store, self.write_base, self.write_limit)),
+                             prot_code.eq(ErrorCode.WRITE_PROTECTION)]
             with m.Case(Opcode.FENCE, Opcode.END):
-                m.d.comb += legal.eq((raw[HEADER_WIDTH:] == 0) &
-                                     (h.as_value()[4:] == 0))
+                m.d.comb += [legal.eq((raw[HEADER_WIDTH:] == 0) & (h.as_value()[4:] == 0)),
+                             dim_ok.eq(1), range_ok.eq(1), prot_ok.eq(1)]
+        refuse = Signal(ErrorCode)
+        with m.If(~legal):
+            m.d.comb += refuse.eq(ErrorCode.ILLEGAL_INSTRUCTION)
+        with m.Elif(~dim_ok):
+            m.d.comb += refuse.eq(ErrorCode.BAD_DIMENSION)
+        with m.Elif(~range_ok):
+            m.d.comb += refuse.eq(ErrorCode.BUFFER_RANGE)
+        with m.Elif(~prot_ok):
+            m.d.comb += refuse.eq(prot_code)
+        accept = refuse == ErrorCode.NONE
 
         # A queue's level counts an entry from the cycle after its write (r_rdy lags more).
         idle = (Cat(~e.busy for e in engines.values()).all() &
                 Cat(q.level == 0 for q, _ in queues.values()).all())
         dispatch = {"load": Opcode.LOAD, "compute": Opcode.MATMUL, "store": Opcode.STORE}
-        take = Signal()
         for name in dispatch:
             q, layout = queues[name]
             entry = Signal(layout, name=f"{name}_entry")
             m.d.comb += [entry.header.eq(h), entry.index.eq(index),
                          entry.body.eq(body[_BODY[name]]), q.w_data.eq(entry)]
-        with m.If(running & fetch.word.valid & legal):
+        with m.If(running & word_valid & accept):
             with m.Switch(op):
                 for name, opcode in dispatch.items():
                     q, _ = queues[name]
@@ -236,7 +307,6 @@ class Controller(wiring.Component):
                         m.d.comb += [q.w_en.eq(q.w_rdy), take.eq(q.w_rdy)]
                 with m.Case(Opcode.FENCE, Opcode.END):
                     m.d.comb += take.eq(idle)
-        m.d.comb += fetch.word.ready.eq(take)
         with m.If(take):
             m.d.sync += index.eq(index + 1)
         end = take & (op == Opcode.END)
@@ -252,6 +322,7 @@ class Controller(wiring.Component):
                   "store": {"push_prev": "sc"}}
         inc = {k: Signal(name=f"give_{k}") for k in chans}
         dec = {k: Signal(name=f"take_{k}") for k in chans}
+        waits, quiet_q = {}, {}
         for name in _QUEUES:
             q, layout = queues[name]
             e = engines[name]
@@ -265,9 +336,26 @@ class Controller(wiring.Component):
                 m.d.comb += dec[ch].eq(q.r_en & head.header[bit])
             for bit, ch in pushes[name].items():
                 m.d.comb += inc[ch].eq(e.retire.valid & e.retire.payload[bit])
+            waits[name] = (q.r_rdy & ~ok, head.index)
+            quiet_q[name] = (q.level == 0) | (q.r_rdy & ~ok)
         for i, (k, count) in enumerate(chans.items()):
             m.d.sync += count.eq(count + inc[k] - dec[k])
             m.d.comb += self.tokens[i].eq(Mux(count > 255, 255, count))
+
+        # Deadlock: nothing runs, every queue is empty or waits for a token, and decode is
+        # stuck on an instruction it cannot dispatch.
+        stuck = Signal()
+        m.d.comb += stuck.eq(running & Cat(~e.busy for e in engines.values()).all() &
+                             Cat(quiet_q.values()).all() &
+                             Cat(w for w, _ in waits.values()).any() & word_valid & ~take &
+                             accept)
+        stuck_cycles = Signal(range(DEADLOCK_CYCLES + 1))
+        m.d.sync += stuck_cycles.eq(Mux(stuck, stuck_cycles + 1, 0))
+        deadlock = stuck & (stuck_cycles == DEADLOCK_CYCLES)
+        waiting_index = Signal(32)
+        for w, idx in reversed(waits.values()):
+            with m.If(w):
+                m.d.comb += waiting_index.eq(idx)
 
         # Errors ------------------------------------------------------------------------------
         err = Signal(ErrorLayout(cfg))
@@ -277,18 +365,26 @@ class Controller(wiring.Component):
         for src in (fetch.error, *(e.error for e in engines.values())):
             with m.If(src.valid):
                 m.d.comb += [err_valid.eq(1), err.eq(src.payload)]
-        with m.If(running & fetch.word.valid & ~legal):
-            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.ILLEGAL_INSTRUCTION),
-                         err.index.eq(index),
+        with m.If(deadlock):
+            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.TOKEN_DEADLOCK),
+                         err.index.eq(waiting_index),
+                         err.addr.eq(self.prog_addr + waiting_index * INSTR_BYTES)]
+        with m.If(running & word_valid & ~accept):
+            m.d.comb += [err_valid.eq(1), err.code.eq(refuse), err.index.eq(index),
                          err.addr.eq(self.prog_addr + index * INSTR_BYTES)]
         with m.If(running & (index == self.prog_len) & ~end):
-            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.BAD_PROGRAM),
+            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.PROGRAM_OVERRUN),
                          err.index.eq(index),
                          err.addr.eq(self.prog_addr + index * INSTR_BYTES)]
-        with m.If(starting & ((self.prog_len == 0) |
-                              (self.prog_addr[:(INSTR_BYTES - 1).bit_length()] != 0))):
-            m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.BAD_PROGRAM),
-                         err.addr.eq(self.prog_addr)]
+        prog_last = self.prog_addr + self.prog_len * INSTR_BYTES - 1
+        with m.If(starting):
+            with m.If((self.prog_len == 0) |
+                      (self.prog_addr[:(INSTR_BYTES - 1).bit_length()] != 0)):
+                m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.BAD_PROGRAM),
+                             err.addr.eq(self.prog_addr)]
+            with m.Elif((self.prog_addr < self.read_base) | (prog_last > self.read_limit)):
+                m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.READ_PROTECTION),
+                             err.addr.eq(self.prog_addr)]
 
         # Sequencing --------------------------------------------------------------------------
         quiet = idle & fetch.idle

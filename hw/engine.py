@@ -23,24 +23,12 @@ no progress because it waits on another block (memory data or the array's backpr
 the performance counters count both.
 """
 
-from amaranth.lib import data, enum, stream
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
-from .isa import HeaderLayout
+from .isa import ErrorCode, HeaderLayout
 
 __all__ = ["ErrorCode", "EngineInstr", "RetireLayout", "ErrorLayout", "engine_members"]
-
-
-class ErrorCode(enum.Enum, shape=8):
-    """The reason a program stopped, as STATUS.ERR_CODE reports it."""
-    NONE = 0
-    ILLEGAL_INSTRUCTION = 1     #: bad opcode, enumerated value, field range or reserved bit
-    FETCH_ERROR = 2             #: an instruction fetch got SLVERR or DECERR
-    READ_ERROR = 3              #: a LOAD's read got SLVERR or DECERR
-    WRITE_ERROR = 4             #: a STORE's write got SLVERR or DECERR
-    BAD_PROGRAM = 5             #: PROG_LEN is 0, PROG_ADDR is not instruction-aligned, or
-                                #: PROG_LEN instructions ran without an END
-    ABORTED = 6                 #: SOFT_RESET stopped the program
 
 
 class EngineInstr(data.StructLayout):

@@ -158,7 +158,8 @@ __all__ = [
     "HeaderLayout", "LoadLayout", "MatmulLayout", "StoreLayout", "BodyLayout",
     "InstructionLayout", "HEADER_FIELDS", "TOKEN_FIELDS", "FLAG_FIELDS",
     "field_names", "queue_of", "operand_bytes", "acc_bytes", "out_bytes", "buffer_depth",
-    "buffer_row_bytes", "layout_table", "validate", "encode", "decode",
+    "buffer_row_bytes", "layout_table", "ErrorCode", "InstructionError", "validate", "encode",
+    "decode",
 ]
 
 INSTR_WIDTH = 256           # one 256-bit HBM pseudo-channel beat
@@ -166,6 +167,33 @@ INSTR_BYTES = INSTR_WIDTH // 8
 HEADER_WIDTH = 8
 SCALE_WIDTH = 16            # 16-bit multipliers (as NVDLA's) keep requantization to 2 DSPs/column
 SHIFT_WIDTH = 6
+
+
+class ErrorCode(enum.Enum, shape=8):
+    """Why the accelerator refused an instruction or stopped a program (STATUS.ERR_CODE)."""
+    NONE = 0
+    ILLEGAL_INSTRUCTION = 1     #: undefined opcode or enumerated value, a reserved bit, a
+                                #: token bit the queue has no use for, keep_weights with OS
+    FETCH_ERROR = 2             #: an instruction fetch got SLVERR or DECERR
+    READ_ERROR = 3              #: a LOAD's read got SLVERR or DECERR
+    WRITE_ERROR = 4             #: a STORE's write got SLVERR or DECERR
+    BAD_PROGRAM = 5             #: PROG_LEN is 0 or PROG_ADDR is not instruction-aligned
+    ABORTED = 6                 #: SOFT_RESET stopped the program
+    BAD_DIMENSION = 7           #: a count (rows, row_bytes, m, k, n) is 0, too large or not
+                                #: a whole number of elements; STORE rows that overlap
+    BUFFER_RANGE = 8            #: scratchpad or accumulator rows past the end of the buffer
+    READ_PROTECTION = 9         #: a LOAD, or the program, reaches outside the read window
+    WRITE_PROTECTION = 10       #: a STORE reaches outside the write window
+    PROGRAM_OVERRUN = 11        #: PROG_LEN instructions ran without an END
+    TOKEN_DEADLOCK = 12         #: every queue waits for a token no instruction can give
+
+
+class InstructionError(ValueError):
+    """An instruction the accelerator refuses; ``code`` is the :class:`ErrorCode` it reports."""
+
+    def __init__(self, message, code=ErrorCode.ILLEGAL_INSTRUCTION):
+        super().__init__(message)
+        self.code = code
 
 
 class Opcode(enum.Enum, shape=4):
@@ -456,26 +484,44 @@ def _normalize(cfg, instr):
     return out
 
 
-def _check_region(cfg, ctx, f):
-    end = f["addr"] + (f["rows"] - 1) * f["stride"] + f["row_bytes"]
-    if end > 1 << cfg.addr_width:
-        raise ValueError(
-            f"{ctx}the memory region must end within the {cfg.addr_width}-bit address space "
-            f"(at most {1 << cfg.addr_width:#x}), not at {end:#x} "
-            f"(addr {f['addr']:#x}, rows {f['rows']}, stride {f['stride']}, "
-            f"row_bytes {f['row_bytes']})")
+def region(f):
+    """The first and last byte address of a LOAD's or STORE's memory region."""
+    return f["addr"], f["addr"] + (f["rows"] - 1) * f["stride"] + f["row_bytes"] - 1
+
+
+def _check_region(cfg, ctx, f, window, what, code):
+    lo, hi = window if window is not None else (0, (1 << cfg.addr_width) - 1)
+    first, last = region(f)
+    if first < lo or last > hi:
+        raise InstructionError(
+            f"{ctx}the memory region {first:#x} .. {last:#x} (addr {f['addr']:#x}, rows "
+            f"{f['rows']}, stride {f['stride']}, row_bytes {f['row_bytes']}) must lie in the "
+            f"{what} window {lo:#x} .. {hi:#x}", code)
 
 
 def _check_count(ctx, field, value, hi, what):
     if not 1 <= value <= hi:
-        raise ValueError(f"{ctx}{field} must be from 1 to {hi} ({what}), not {value!r}")
+        raise InstructionError(f"{ctx}{field} must be from 1 to {hi} ({what}), not {value!r}",
+                               ErrorCode.BAD_DIMENSION)
+
+
+def _check_elements(ctx, value, elem, row, what):
+    if not 1 <= value <= row or value % elem:
+        raise InstructionError(f"{ctx}row_bytes must be a multiple of {elem} from {elem} to "
+                               f"{row} ({what}), not {value!r}", ErrorCode.BAD_DIMENSION)
 
 
 def _check_range(ctx, field, start, count, count_field, depth, what):
     if start + count > depth:
-        raise ValueError(
+        raise InstructionError(
             f"{ctx}{field} + {count_field} must be at most {depth} ({what}), not "
-            f"{start + count} ({field} {start}, {count_field} {count})")
+            f"{start + count} ({field} {start}, {count_field} {count})", ErrorCode.BUFFER_RANGE)
+
+
+def _check_below(ctx, field, value, depth):
+    if value >= depth:
+        raise InstructionError(f"{ctx}{field} must be below acc_depth {depth}, not {value!r}",
+                               ErrorCode.BUFFER_RANGE)
 
 
 def _check_tokens(op, f):
@@ -484,19 +530,24 @@ def _check_tokens(op, f):
     if queue is None:
         bad = [name for name in TOKEN_FIELDS if f[name]]
         if bad:
-            raise ValueError(f"{ctx}{bad[0]} must be 0 ({op.name} waits for every queue and "
-                             f"uses no tokens), not 1")
+            raise InstructionError(f"{ctx}{bad[0]} must be 0 ({op.name} waits for every queue "
+                                   f"and uses no tokens), not 1")
         return
     for side, edge in (("prev", Queue.LOAD), ("next", Queue.STORE)):
         if queue == edge:
             for name in (f"pop_{side}", f"push_{side}"):
                 if f[name]:
-                    raise ValueError(f"{ctx}{name} must be 0 (the {queue.name.lower()} queue "
-                                     f"has no {side} queue), not 1")
+                    raise InstructionError(f"{ctx}{name} must be 0 (the "
+                                           f"{queue.name.lower()} queue has no {side} queue), "
+                                           f"not 1")
 
 
-def validate(cfg, instr):
+def validate(cfg, instr, *, read_window=None, write_window=None):
     """Check an instruction against the ISA rules for configuration ``cfg``.
+
+    The checks run in the order the hardware reports them: encoding (ILLEGAL_INSTRUCTION),
+    then every count (BAD_DIMENSION), then buffer ranges (BUFFER_RANGE), then the memory
+    region against the protection windows (READ_PROTECTION, WRITE_PROTECTION).
 
     Parameters
     ----------
@@ -504,6 +555,9 @@ def validate(cfg, instr):
     instr : dict
         Field name to value. ``opcode`` is required; other fields default to 0. Enumerated
         fields take a member, its value or its name.
+    read_window, write_window : (int, int), optional
+        Inclusive byte ranges a LOAD may read and a STORE may write (the READ_BASE/LIMIT and
+        WRITE_BASE/LIMIT registers); the whole address space by default.
 
     Returns
     -------
@@ -513,10 +567,16 @@ def validate(cfg, instr):
 
     Raises
     ------
-    ValueError
-        Naming the opcode, the field, the value and what is allowed.
+    InstructionError
+        A ``ValueError`` naming the opcode, the field, the value and what is allowed, with
+        the :class:`ErrorCode` the hardware reports for it.
     """
-    f = _normalize(cfg, instr)
+    try:
+        f = _normalize(cfg, instr)
+    except InstructionError:
+        raise
+    except ValueError as e:
+        raise InstructionError(str(e)) from None
     op = f["opcode"]
     ctx = f"{op.name}: "
     _check_tokens(op, f)
@@ -527,17 +587,15 @@ def validate(cfg, instr):
         elem = acc_bytes(cfg) if buf == Buffer.ACC else operand_bytes(cfg)
         what = f"the depth of {buf.name}"
         _check_count(ctx, "rows", f["rows"], depth, what)
+        _check_elements(ctx, f["row_bytes"], elem, row, f"one {buf.name} row")
         _check_range(ctx, "buf_addr", f["buf_addr"], f["rows"], "rows", depth, what)
-        if not 1 <= f["row_bytes"] <= row or f["row_bytes"] % elem:
-            raise ValueError(f"{ctx}row_bytes must be a multiple of {elem} from {elem} to "
-                             f"{row} (one {buf.name} row), not {f['row_bytes']!r}")
-        _check_region(cfg, ctx, f)
+        _check_region(cfg, ctx, f, read_window, "read", ErrorCode.READ_PROTECTION)
 
     elif op == Opcode.MATMUL:
         ws = f["dataflow"] == Dataflow.WS
         if f["keep_weights"] and not ws:
-            raise ValueError(f"{ctx}keep_weights must be 0 with dataflow OS (weights stay in "
-                             f"the array only in WS), not 1")
+            raise InstructionError(f"{ctx}keep_weights must be 0 with dataflow OS (weights "
+                                   f"stay in the array only in WS), not 1")
         _check_count(ctx, "n", f["n"], cfg.cols, "the array's columns")
         if ws:
             _check_count(ctx, "k", f["k"], cfg.rows, "the array's rows, in WS")
@@ -558,24 +616,20 @@ def validate(cfg, instr):
 
     elif op == Opcode.STORE:
         ob = out_bytes(f["out_type"])
-        row = cfg.cols * ob
         _check_count(ctx, "rows", f["rows"], cfg.acc_depth, "acc_depth")
+        _check_elements(ctx, f["row_bytes"], ob, cfg.cols * ob,
+                        f"{cfg.cols} columns of {f['out_type'].name}")
+        if f["rows"] > 1 and f["stride"] < f["row_bytes"]:
+            raise InstructionError(f"{ctx}stride must be at least row_bytes {f['row_bytes']} "
+                                   f"when rows > 1 (stored rows must not overlap), not "
+                                   f"{f['stride']!r}", ErrorCode.BAD_DIMENSION)
         _check_range(ctx, "acc_addr", f["acc_addr"], f["rows"], "rows", cfg.acc_depth,
                      "acc_depth")
-        if f["bias"] and f["bias_addr"] >= cfg.acc_depth:
-            raise ValueError(f"{ctx}bias_addr must be below acc_depth {cfg.acc_depth}, "
-                             f"not {f['bias_addr']!r}")
-        if f["per_column"] and f["scale_addr"] >= cfg.acc_depth:
-            raise ValueError(f"{ctx}scale_addr must be below acc_depth {cfg.acc_depth}, "
-                             f"not {f['scale_addr']!r}")
-        if not 1 <= f["row_bytes"] <= row or f["row_bytes"] % ob:
-            raise ValueError(f"{ctx}row_bytes must be a multiple of {ob} from {ob} to {row} "
-                             f"({cfg.cols} columns of {f['out_type'].name}), "
-                             f"not {f['row_bytes']!r}")
-        if f["rows"] > 1 and f["stride"] < f["row_bytes"]:
-            raise ValueError(f"{ctx}stride must be at least row_bytes {f['row_bytes']} when "
-                             f"rows > 1 (stored rows must not overlap), not {f['stride']!r}")
-        _check_region(cfg, ctx, f)
+        if f["bias"]:
+            _check_below(ctx, "bias_addr", f["bias_addr"], cfg.acc_depth)
+        if f["per_column"]:
+            _check_below(ctx, "scale_addr", f["scale_addr"], cfg.acc_depth)
+        _check_region(cfg, ctx, f, write_window, "write", ErrorCode.WRITE_PROTECTION)
     return f
 
 
@@ -622,10 +676,19 @@ def decode(cfg, word):
 
     Raises
     ------
-    ValueError
-        If the opcode is illegal, an enumerated field holds no member, or a reserved bit
-        is set.
+    InstructionError
+        ILLEGAL_INSTRUCTION: the opcode is illegal, an enumerated field holds no member, or a
+        reserved bit is set.
     """
+    try:
+        return _decode(cfg, word)
+    except InstructionError:
+        raise
+    except ValueError as e:
+        raise InstructionError(str(e)) from None
+
+
+def _decode(cfg, word):
     try:
         word = operator.index(word)
     except TypeError:

@@ -21,6 +21,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
+from hw.controller import TOKEN_CHANNELS, StateLayout
 from hw.csr import (
     CTRL_SOFT_RESET,
     CTRL_START,
@@ -32,7 +33,6 @@ from hw.csr import (
     counter_names,
     register_map,
 )
-from hw.controller import TOKEN_CHANNELS, StateLayout
 from hw.engine import ErrorCode
 from hw.isa import INSTR_BYTES
 from sim import hbm
@@ -100,7 +100,8 @@ class Driver:
         self.dut = dut
         self.cfg = cfg or load_config()
         self.period_ns = period_ns
-        self.hbm = HbmAxi(dut, dut.clk, striped=True, timing=timing_preset(timing), seed=seed)
+        self.hbm = HbmAxi(dut, dut.clk, striped=True, granule=self.cfg.interleave_bytes,
+                          timing=timing_preset(timing), seed=seed)
         if stall:
             self.hbm.set_backpressure(ar=stall, aw=stall, w=stall, r=stall, b=stall)
         self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
@@ -199,6 +200,18 @@ class Driver:
         fields.append(f"dispatched={await self.read_reg('DISPATCHED')}")
         fields += [f"{name}={await self.read_reg(name)}" for name in counter_names(self.cfg)]
         return "state: " + " ".join(fields)
+
+    async def set_windows(self, read=None, write=None):
+        """Set the protection windows: inclusive ``(first, last)`` byte addresses the
+        accelerator may read and write; ``None`` opens the whole address space."""
+        top = (1 << self.cfg.addr_width) - 1
+        for side, window in (("READ", read), ("WRITE", write)):
+            first, last = window if window is not None else (0, top)
+            if not 0 <= first <= last <= top:
+                raise ValueError(f"the {side.lower()} window must be (first, last) with "
+                                 f"0 <= first <= last <= {top:#x}, not {window!r}")
+            await self.write_reg(f"{side}_BASE", first)
+            await self.write_reg(f"{side}_LIMIT", last)
 
     async def abort(self, budget=100_000):
         """SOFT_RESET: stop the running program and wait until the accelerator is idle."""

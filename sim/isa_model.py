@@ -19,7 +19,8 @@ rather than guess:
   run, with at least this tile's ``k`` rows and ``n`` columns (rows past the loaded ``k`` and
   columns past the loaded ``n`` of the array's weights are not defined by the ISA). An
   output-stationary tile in between leaves the weights as they are.
-- A program that runs past ``length`` instructions without END.
+- A program that runs past ``length`` instructions without END (as the hardware does,
+  with PROGRAM_OVERRUN; see :class:`ProgramError`).
 
 Operands are the low ``in_width`` bits of each little-endian element of ``operand_bytes``
 bytes (signed if ``in_signed``); accumulators loaded from memory the low ``acc_width`` bits of
@@ -36,6 +37,8 @@ from hw.isa import (
     SCALE_WIDTH,
     Buffer,
     Dataflow,
+    ErrorCode,
+    InstructionError,
     Opcode,
     acc_bytes,
     buffer_row_bytes,
@@ -46,7 +49,7 @@ from hw.isa import (
 )
 from sim.assembler import postprocess
 
-__all__ = ["IsaModel", "RunStats"]
+__all__ = ["IsaModel", "ProgramError", "RunStats"]
 
 _OUT_DTYPE = {1: "<i1", 2: "<i2", 4: "<i4"}
 
@@ -72,6 +75,15 @@ class RunStats:
     store_bytes: int = 0
     matmul_cycles: int = 0
     macs: int = 0
+
+
+class ProgramError(ValueError):
+    """A program the accelerator stops with an error: ``code`` (:class:`hw.isa.ErrorCode`),
+    the failing instruction's ``index`` and the ``addr`` the hardware reports with it."""
+
+    def __init__(self, message, code, index, addr):
+        super().__init__(message)
+        self.code, self.index, self.addr = code, index, addr
 
 
 def _wrap(x, bits):
@@ -177,7 +189,7 @@ class IsaModel:
 
     # Running ------------------------------------------------------------------------------
 
-    def run(self, prog_addr, length):
+    def run(self, prog_addr, length, *, read_window=None, write_window=None):
         """Fetch, decode and execute the program at ``prog_addr`` until END.
 
         Parameters
@@ -186,6 +198,9 @@ class IsaModel:
             Global byte address of instruction 0.
         length : int
             Program length in instructions (as the PROG_LEN register holds it).
+        read_window, write_window : (int, int), optional
+            The protection windows (READ_BASE/LIMIT, WRITE_BASE/LIMIT); the whole address
+            space by default.
 
         Returns
         -------
@@ -194,27 +209,42 @@ class IsaModel:
 
         Raises
         ------
+        ProgramError
+            With the error code, instruction index and address the hardware reports: a bad
+            program address or length, a program outside the read window, a refused
+            instruction (:func:`hw.isa.validate`), or no END within ``length``.
         ValueError
-            On an illegal instruction or a memory access outside the modelled memory (naming
-            the instruction's index), or if the program has no END within ``length``.
+            On a memory access outside the modelled memory (naming the instruction's index).
         """
-        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-            raise ValueError(f"length must be a positive number of instructions, not "
-                             f"{length!r}")
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1 \
+                or prog_addr % INSTR_BYTES:
+            raise ProgramError(f"a program needs a positive length and an address that is a "
+                               f"multiple of {INSTR_BYTES}, not {length!r} instructions at "
+                               f"{prog_addr!r}", ErrorCode.BAD_PROGRAM, 0, prog_addr)
+        lo, hi = read_window if read_window is not None else (0, (1 << self.cfg.addr_width) - 1)
+        last = prog_addr + INSTR_BYTES * int(length) - 1
+        if prog_addr < lo or last > hi:
+            raise ProgramError(f"the program {prog_addr:#x} .. {last:#x} must lie in the read "
+                               f"window {lo:#x} .. {hi:#x}", ErrorCode.READ_PROTECTION, 0,
+                               prog_addr)
         before = dataclasses.replace(self.stats)
         for index in range(int(length)):
             addr = prog_addr + INSTR_BYTES * index
             start = self._span(index, "instruction fetch", addr, INSTR_BYTES)
             word = int.from_bytes(self.memory[start:start + INSTR_BYTES].tobytes(), "little")
             try:
-                instr = validate(self.cfg, decode(self.cfg, word))
-            except ValueError as error:
-                raise ValueError(f"illegal instruction {index} at {addr:#x}: {error}") from None
+                instr = validate(self.cfg, decode(self.cfg, word), read_window=read_window,
+                                 write_window=write_window)
+            except InstructionError as error:
+                raise ProgramError(f"instruction {index} at {addr:#x} refused with "
+                                   f"{error.code.name}: {error}",
+                                   error.code, index, addr) from None
             if self.execute(instr, index):
                 return RunStats(**{f.name: getattr(self.stats, f.name) - getattr(before, f.name)
                                    for f in dataclasses.fields(RunStats)})
-        raise ValueError(f"the program at {prog_addr:#x} has no END in its {length} "
-                         f"instructions")
+        end = prog_addr + INSTR_BYTES * int(length)
+        raise ProgramError(f"the program at {prog_addr:#x} has no END in its {length} "
+                           f"instructions", ErrorCode.PROGRAM_OVERRUN, int(length), end)
 
     def execute(self, instr, index=0):
         """Execute one instruction (a dict of fields, validated here); return whether it

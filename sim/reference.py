@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["wrap", "matmul", "random_operands", "conv2d_reference"]
+__all__ = ["wrap", "matmul", "gemm_reference", "random_operands", "conv2d_reference"]
 
 
 def wrap(x, bits):
@@ -18,6 +18,19 @@ def matmul(a, b, acc_width):
     a = np.asarray(a, dtype=object)
     b = np.asarray(b, dtype=object)
     return wrap(np.asarray(a.dot(b), dtype=object), acc_width).astype(np.int64)
+
+
+def gemm_reference(cfg, A, B, bias=None, scales=None, post=None):
+    """``post(A @ B + bias)``: the product with the accumulator's wrap-around, then bias, ReLU,
+    requantization (``scales`` per column, else ``post.scale``) and saturation."""
+    from sim.assembler import postprocess
+    from sim.compiler import PostOp
+
+    post = post or PostOp()
+    acc = matmul(A, B, cfg.acc_width)
+    scale = post.scale if scales is None else scales
+    return postprocess(acc, bias, post.relu, scale, post.shift, post.out_type,
+                       scales is not None, acc_width=cfg.acc_width)
 
 
 def random_operands(rng, cfg, shape):

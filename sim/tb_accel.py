@@ -16,32 +16,18 @@ import numpy as np
 
 from hw.axi import Resp
 from hw.engine import ErrorCode
-from hw.isa import INSTR_BYTES, Buffer, Dataflow, OutType
+from hw.isa import INSTR_BYTES, Buffer, Dataflow, Opcode, OutType, decode, region
 from sim.assembler import Program, postprocess
 from sim.compiler import PostOp, compile_conv2d
 from sim.driver import Driver, RunError
-from sim.reference import conv2d_reference, matmul, random_operands, wrap
+from sim.reference import conv2d_reference, gemm_reference, random_operands, wrap
+from sim.soak import random_post
 
 SEED = int(os.environ.get("TB_SEED", "1"))
 CASES = int(os.environ.get("TB_CASES", "6"))
 MAX_DIM = int(os.environ.get("TB_MAX_DIM", "40"))
 STALL = float(os.environ.get("TB_STALL", "0"))
 TIMING = os.environ.get("TB_TIMING", "HBM2_2000")
-
-
-def reference(cfg, A, B, bias=None, scales=None, post=None):
-    """``post(A @ B + bias)`` in numpy, with the accelerator's wrap-around accumulation."""
-    post = post or PostOp()
-    acc = matmul(A, B, cfg.acc_width)
-    scale = post.scale if scales is None else scales
-    return postprocess(acc, bias, post.relu, scale, post.shift, post.out_type,
-                       scales is not None, acc_width=cfg.acc_width)
-
-
-def random_post(rng):
-    out_type = OutType(int(rng.integers(0, 3)))
-    return PostOp(out_type=out_type, relu=bool(rng.integers(0, 2)),
-                  scale=int(rng.integers(0, 1 << 16)), shift=int(rng.integers(0, 24)))
 
 
 async def start(dut, stall=STALL):
@@ -57,7 +43,7 @@ async def check_gemm(drv, rng, M, K, N, dataflow, bias=False, per_column=False, 
     s = rng.integers(0, 1 << 16, N) if per_column else None
     post = post or random_post(rng)
     got, run, gemm = await drv.gemm(A, B, bias=b, scales=s, post=post, dataflow=dataflow)
-    want = reference(cfg, A, B, b, s, post)
+    want = gemm_reference(cfg, A, B, b, s, post)
     assert got.shape == want.shape and np.array_equal(got, want), (
         f"{M}x{K}x{N} {dataflow.name} {post}: {np.count_nonzero(got != want)} of "
         f"{want.size} values differ")
@@ -104,9 +90,9 @@ async def mlp(dut):
     l2 = PostOp(out_type=OutType.INT16, scale=5, shift=4)
     h, _, _ = await drv.gemm(x, w1, bias=b1, post=l1)
     y, _, _ = await drv.gemm(h.astype(np.int64), w2, bias=b2, post=l2)
-    h_ref = reference(cfg, x, w1, b1, post=l1)
+    h_ref = gemm_reference(cfg, x, w1, b1, post=l1)
     assert np.array_equal(h, h_ref)
-    assert np.array_equal(y, reference(cfg, h_ref, w2, b2, post=l2))
+    assert np.array_equal(y, gemm_reference(cfg, h_ref, w2, b2, post=l2))
 
 
 @cocotb.test()
@@ -173,23 +159,87 @@ async def errors(dut):
 
 
 @cocotb.test()
-async def budget_exceeded(dut):
-    """A program that waits for a token nobody gives ends in RunError, not a hang, and
-    SOFT_RESET aborts it so the next program runs."""
+async def deadlock_and_budget(dut):
+    """A program that waits for a token nobody gives stops with TOKEN_DEADLOCK; a program
+    that overruns its cycle budget ends in RunError with the counters and every engine's
+    state, not a hang, and SOFT_RESET aborts it; the next program runs."""
     drv = await start(dut)
     cfg = drv.cfg
     prog = Program(cfg)
     prog.matmul(a_addr=0, c_addr=0, m=1, k=1, n=1, pop_prev=True)
     prog.end()
+    run = await drv.execute(prog, budget=2_000, check=False)
+    assert (run.error_code, run.error_index) == (ErrorCode.TOKEN_DEADLOCK, 0), run
+
+    rng = np.random.default_rng(SEED)
+    A, B = random_operands(rng, cfg, (64, 64)), random_operands(rng, cfg, (64, 64))
+    gemm = drv.place_gemm(A, B)
     try:
-        await drv.execute(prog, budget=2_000, check=False)
-    except RunError:
-        pass
+        await drv.run(gemm.prog_addr, gemm.prog_len, budget=300)
+    except RunError as e:
+        for word in ("no IRQ within the budget of 300 cycles", "running=1", "dispatched=",
+                     "tokens_lc=", "CYCLES=", "COMPUTE_BUSY=", "BYTES_READ0="):
+            assert word in str(e), (word, str(e))
     else:
-        raise AssertionError("a deadlocked program finished")
+        raise AssertionError("a 64x64x64 GEMM finished within 300 cycles")
     status = await drv.read_reg("STATUS")
     assert ErrorCode(status >> 8 & 0xFF) == ErrorCode.ABORTED, f"STATUS {status:#x}"
-    await check_gemm(drv, np.random.default_rng(SEED), 4, 4, 4, Dataflow.WS)
+    await check_gemm(drv, rng, 4, 4, 4, Dataflow.WS)
+
+
+def _writes_outside(drv, since, first, last):
+    return [(a, b) for a, b in drv.hbm.memory.device_writes[since:] if a < first or b > last + 1]
+
+
+@cocotb.test()
+async def protection(dut):
+    """Protection windows: a GEMM runs inside them; a STORE or LOAD or program that reaches
+    one byte outside is refused before it moves a byte, and no byte outside the write window
+    ever changes."""
+    drv = await start(dut)
+    cfg = drv.cfg
+    rng = np.random.default_rng(SEED + 4)
+    A, B = random_operands(rng, cfg, (11, 9)), random_operands(rng, cfg, (9, 5))
+    post = PostOp(out_type=OutType.INT16, relu=True, scale=5, shift=3)
+    gemm = drv.place_gemm(A, B, post=post)
+    # the windows the program needs, from its own LOADs and STOREs
+    code = gemm.program_bytes()
+    spans = {Opcode.LOAD: [], Opcode.STORE: []}
+    for i in range(0, len(code), INSTR_BYTES):
+        f = decode(cfg, int.from_bytes(code[i:i + INSTR_BYTES], "little"))
+        if f["opcode"] in spans:
+            spans[f["opcode"]].append(region(f))
+    prog_last = gemm.prog_addr + len(code) - 1
+    r_first = min([gemm.prog_addr] + [a for a, _ in spans[Opcode.LOAD]])
+    r_last = max([prog_last] + [b for _, b in spans[Opcode.LOAD]])
+    w_first = min(a for a, _ in spans[Opcode.STORE])
+    w_last = max(b for _, b in spans[Opcode.STORE])
+    c_first, c_size = gemm.output_region()
+
+    await drv.set_windows(read=(r_first, r_last), write=(w_first, w_last))
+    since = len(drv.hbm.memory.device_writes)
+    await drv.run(gemm.prog_addr, gemm.prog_len, budget=100_000)
+    got = gemm.unpack_output(drv.read(c_first, c_size))
+    assert np.array_equal(got, gemm_reference(cfg, A, B, post=post))
+    assert drv.hbm.memory.device_writes[since:], "the GEMM wrote nothing"
+    assert not _writes_outside(drv, since, w_first, w_last)
+
+    # one byte short at either end: refused, and nothing is written outside the window
+    for window in ((w_first + 1, w_last), (w_first, w_last - 1)):
+        await drv.set_windows(read=(r_first, r_last), write=window)
+        since = len(drv.hbm.memory.device_writes)
+        run = await drv.run(gemm.prog_addr, gemm.prog_len, budget=100_000, check=False)
+        assert run.error_code == ErrorCode.WRITE_PROTECTION, run
+        assert not _writes_outside(drv, since, *window), window
+    # a LOAD one byte outside, and the program itself one byte outside
+    for read in ((r_first, r_last - 1), (r_first + 1, r_last)):
+        await drv.set_windows(read=read, write=(w_first, w_last))
+        since = len(drv.hbm.memory.device_writes)
+        run = await drv.run(gemm.prog_addr, gemm.prog_len, budget=100_000, check=False)
+        assert run.error_code == ErrorCode.READ_PROTECTION, run
+        assert not _writes_outside(drv, since, w_first, w_last)
+    await drv.set_windows()
+    await check_gemm(drv, rng, 6, 5, 3, Dataflow.OS)
 
 
 @cocotb.test()
@@ -213,7 +263,7 @@ async def gemm_report(dut):
         t0 = time.monotonic()
         got, run, gemm = await drv.gemm(A, B, bias=bias, post=post, dataflow=dataflow)
         wall = time.monotonic() - t0
-        want = reference(cfg, A, B, bias, post=post)
+        want = gemm_reference(cfg, A, B, bias, post=post)
         report.append({
             "M": M, "K": K, "N": N, "dataflow": dataflow.name,
             "bit_exact": bool(np.array_equal(got, want)),

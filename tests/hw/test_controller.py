@@ -7,7 +7,20 @@ from amaranth.sim import Simulator
 from hw.config import AccelConfig
 from hw.controller import Controller
 from hw.engine import ErrorCode
-from hw.isa import INSTR_BYTES, Buffer, Dataflow, Opcode, OutType, decode, encode, validate
+from hw.isa import (
+    HEADER_WIDTH,
+    INSTR_BYTES,
+    Buffer,
+    Dataflow,
+    InstructionError,
+    LoadLayout,
+    Opcode,
+    OutType,
+    StoreLayout,
+    decode,
+    encode,
+    validate,
+)
 from sim.transfers import stripes
 
 CONFIGS = {
@@ -56,8 +69,11 @@ class Bench:
     """Memory and the read engine, modelled in Python, for the controller's fetch port, and
     three engines that take instructions and retire them after random delays."""
 
-    def __init__(self, cfg, words, rng, prog_addr=0x100, fail_at=None, stall=0.3):
+    def __init__(self, cfg, words, rng, prog_addr=0x100, fail_at=None, stall=0.3,
+                 read_window=None, write_window=None):
         self.cfg, self.rng, self.stall = cfg, rng, stall
+        top = (1 << cfg.addr_width) - 1
+        self.windows = {"read": read_window or (0, top), "write": write_window or (0, top)}
         self.memory = np.zeros(1 << 14, dtype=np.uint8)
         raw = b"".join(w.to_bytes(INSTR_BYTES, "little") for w in words)
         self.memory[prog_addr:prog_addr + len(raw)] = np.frombuffer(raw, dtype=np.uint8)
@@ -131,6 +147,9 @@ class Bench:
         dut = self.dut
         ctx.set(dut.prog_addr, self.prog_addr)
         ctx.set(dut.prog_len, len(self.words))
+        for side, (base, limit) in self.windows.items():
+            ctx.set(getattr(dut, f"{side}_base"), base)
+            ctx.set(getattr(dut, f"{side}_limit"), limit)
         await ctx.tick()
         ctx.set(dut.start, 1)
         await ctx.tick()
@@ -185,21 +204,26 @@ def test_fence_waits_for_every_queue():
     assert bench.order[-1] == 3 and sorted(bench.order[:2]) == [0, 1]
 
 
-def _legal(cfg, word):
+def _refusal(cfg, word, **windows):
+    """The error code the ISA module gives ``word``, or None if it accepts it."""
     try:
-        validate(cfg, decode(cfg, word))
-        return True
-    except ValueError as e:
-        return "memory region" in str(e)        # not checked by the hardware
+        validate(cfg, decode(cfg, word), **windows)
+        return None
+    except InstructionError as e:
+        return e.code
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_decode_matches_validate(seed):
-    """Random mutations of legal words: the controller dispatches exactly the words the ISA
-    module accepts and stops at the first other one with ILLEGAL_INSTRUCTION."""
+    """Random mutations of legal words, under random protection windows: the controller
+    dispatches exactly the words the ISA module accepts and stops at the first other one
+    with the code the ISA module gives it."""
     cfg = CONFIGS["narrow"]
     rng = np.random.default_rng(seed)
-    words, legal = [], []
+    # LOADs read from 64 on, STOREs write from 256 on, the program lies at 0x100 .. 0x41f
+    windows = {"read_window": (int(rng.integers(0, 80)), int(rng.integers(0x420, 1 << 14))),
+               "write_window": (int(rng.integers(200, 260)), int(rng.integers(260, 1 << 14)))}
+    words, codes = [], []
     while len(words) < 24:
         op = Opcode(int(rng.integers(1, 4)))
         word = encode(cfg, random_instr(cfg, rng, op))
@@ -208,19 +232,76 @@ def test_decode_matches_validate(seed):
             bit = int(rng.choice([rng.integers(0, 80), rng.integers(80, 256)]))
             word ^= 1 << bit
         words.append(word)
-        legal.append(_legal(cfg, word))
+        codes.append(_refusal(cfg, word, **windows))
     words.append(encode(cfg, {"opcode": Opcode.END}))
-    bench = Bench(cfg, words, rng, stall=0.0)
+    bench = Bench(cfg, words, rng, stall=0.0, **windows)
     result = bench.run()
-    first_bad = legal.index(False) if False in legal else None
-    if first_bad is None:
+    refused = [i for i, c in enumerate(codes) if c is not None]
+    if not refused:
         assert result["done"] and not result["error"]
         assert sorted(bench.order) == list(range(len(words) - 1))
     else:
-        assert result["error"] and result["code"] == ErrorCode.ILLEGAL_INSTRUCTION
-        assert result["index"] == first_bad
-        assert result["addr"] == bench.prog_addr + first_bad * INSTR_BYTES
-        assert sorted(bench.order) == list(range(first_bad))
+        first = refused[0]
+        assert result["error"] and result["code"] == codes[first]
+        assert result["index"] == first
+        assert result["addr"] == bench.prog_addr + first * INSTR_BYTES
+        assert sorted(bench.order) == list(range(first))
+
+
+def with_field(word, body, name, value):
+    """``word`` with field ``name`` of its body layout set to ``value``, unchecked."""
+    field = body[name]
+    mask = ((1 << field.width) - 1) << (HEADER_WIDTH + field.offset)
+    return (word & ~mask) | (value << (HEADER_WIDTH + field.offset))
+
+
+def test_every_refusal_code_is_reachable():
+    """One word per refusal code, each alone before an END."""
+    cfg = CONFIGS["narrow"]
+    rng = np.random.default_rng(9)
+    load = encode(cfg, {**random_instr(cfg, rng, Opcode.LOAD), "rows": 2, "buf_addr": 0})
+    store = encode(cfg, {**random_instr(cfg, rng, Opcode.STORE), "rows": 2})
+    cases = {
+        ErrorCode.ILLEGAL_INSTRUCTION: load | 1 << 250,
+        ErrorCode.BAD_DIMENSION: with_field(load, LoadLayout(cfg), "rows", 0),
+        ErrorCode.BUFFER_RANGE: with_field(load, LoadLayout(cfg), "buf_addr",
+                                           cfg.spad_depth - 1),
+        ErrorCode.READ_PROTECTION: with_field(load, LoadLayout(cfg), "addr", 0x80),
+        ErrorCode.WRITE_PROTECTION: with_field(store, StoreLayout(cfg), "stride", 0x100),
+    }
+    windows = {"read_window": (0, 0x7F), "write_window": (0x100, 0x1FF)}
+    for code, word in cases.items():
+        assert _refusal(cfg, word, **windows) == code, code
+        words = [word, encode(cfg, {"opcode": Opcode.END})]
+        bench = Bench(cfg, words, rng, prog_addr=0, read_window=(0, 0x7F),
+                      write_window=(0x100, 0x1FF))
+        result = bench.run()
+        assert (result["code"], result["index"], result["addr"]) == (code, 0, 0), code
+        assert bench.order == []
+
+
+def test_program_outside_the_read_window():
+    cfg = CONFIGS["wide"]
+    rng = np.random.default_rng(4)
+    words = [encode(cfg, {"opcode": Opcode.END})] * 3
+    for window in ((0x101, 0xFFFF), (0, 0x100 + 3 * INSTR_BYTES - 2)):
+        bench = Bench(cfg, words, rng, read_window=window)
+        result = bench.run()
+        assert (result["code"], result["addr"]) == (ErrorCode.READ_PROTECTION, 0x100)
+    assert Bench(cfg, words, rng, read_window=(0x100, 0x100 + 3 * INSTR_BYTES - 1)).run()["done"]
+
+
+def test_token_deadlock_is_detected():
+    cfg = CONFIGS["narrow"]
+    rng = np.random.default_rng(6)
+    # the MATMUL waits for a LOAD token nobody gives; the STORE after it waits for the MATMUL
+    prog = [random_instr(cfg, rng, Opcode.LOAD),
+            {**random_instr(cfg, rng, Opcode.MATMUL), "pop_prev": True, "push_next": True},
+            {**random_instr(cfg, rng, Opcode.STORE), "pop_prev": True},
+            {"opcode": Opcode.END}]
+    result = Bench(cfg, [encode(cfg, f) for f in prog], rng).run()
+    assert (result["code"], result["index"]) == (ErrorCode.TOKEN_DEADLOCK, 1)
+    assert result["addr"] == 0x100 + INSTR_BYTES
 
 
 def test_fetch_error_and_bad_programs():
@@ -234,7 +315,7 @@ def test_fetch_error_and_bad_programs():
     assert result["index"] == 9 and result["addr"] == fail
     # no END within PROG_LEN
     result = Bench(cfg, words[:-1], rng).run()
-    assert result["code"] == ErrorCode.BAD_PROGRAM and result["index"] == len(words) - 1
+    assert result["code"] == ErrorCode.PROGRAM_OVERRUN and result["index"] == len(words) - 1
     # a misaligned program
     result = Bench(cfg, words, rng, prog_addr=0x110).run()
     assert result["code"] == ErrorCode.BAD_PROGRAM and result["addr"] == 0x110

@@ -179,7 +179,8 @@ def test_register_map_is_the_documented_one(cfg):
             "ERR_ADDR_HI": 0x014, "IRQ_ENABLE": 0x018, "IRQ_STATUS": 0x01C,
             "PROG_ADDR_LO": 0x020, "PROG_ADDR_HI": 0x024, "PROG_LEN": 0x028,
             "READ_BASE_LO": 0x030, "READ_LIMIT_LO": 0x038, "WRITE_BASE_LO": 0x040,
-            "WRITE_LIMIT_HI": 0x04C, "TOKENS": 0x050, "DISPATCHED": 0x054, "CYCLES_LO": 0x100, "LOAD_BUSY_LO": 0x108,
+            "WRITE_LIMIT_HI": 0x04C, "TOKENS": 0x050, "DISPATCHED": 0x054,
+            "CYCLES_LO": 0x100, "LOAD_BUSY_LO": 0x108,
             "LOAD_STALL_LO": 0x110, "COMPUTE_BUSY_LO": 0x118, "STORE_STALL_HI": 0x134,
             "MACS_LO": 0x138, "BYTES_READ0_LO": 0x200, "BYTES_WRITTEN0_LO": 0x208}
     for p in range(cfg.mem_ports):

@@ -15,7 +15,9 @@ from hw.isa import (
     SHIFT_WIDTH,
     Buffer,
     Dataflow,
+    ErrorCode,
     HeaderLayout,
+    InstructionError,
     InstructionLayout,
     Opcode,
     OutType,
@@ -280,7 +282,8 @@ def ok_store(**changes):
     (ok_load(buf="ACC", row_bytes=6), ["row_bytes must be a multiple of 4", "to 32", "not 6"]),
     (ok_load(addr=-1), ["addr must be from 0 to 17179869183", "34-bit", "not -1"]),
     (ok_load(addr=1 << 34), ["addr", "not 17179869184"]),
-    (ok_load(addr=(1 << 34) - 8, stride=8), ["memory region must end within", "0x400000038"]),
+    (ok_load(addr=(1 << 34) - 8, stride=8), ["memory region 0x3fffffff8 .. 0x400000037",
+                                             "read window 0x0 .. 0x3ffffffff"]),
     (ok_load(rows=True), ["rows must be an integer", "not True"]),
     (ok_load(rows=2.0), ["rows must be an integer", "not 2.0"]),
     (ok_matmul(dataflow=2), ["MATMUL: dataflow must be one of WS (0), OS (1)", "not 2"]),
@@ -314,6 +317,50 @@ def test_validate_errors(instr, words):
         assert word in str(info.value)
     with pytest.raises(ValueError):
         encode(DEFAULT, instr)
+
+
+@pytest.mark.parametrize("instr, code", [
+    ({"opcode": 6}, ErrorCode.ILLEGAL_INSTRUCTION),
+    (ok_load(pop_prev=True), ErrorCode.ILLEGAL_INSTRUCTION),
+    (ok_matmul(dataflow="OS", keep_weights=True, m=0), ErrorCode.ILLEGAL_INSTRUCTION),
+    (ok_load(rows=0, buf_addr=1023), ErrorCode.BAD_DIMENSION),
+    (ok_load(row_bytes=9, buf_addr=1020), ErrorCode.BAD_DIMENSION),
+    (ok_load(buf_addr=1020), ErrorCode.BUFFER_RANGE),
+    (ok_load(buf_addr=1020, addr=(1 << 34) - 8), ErrorCode.BUFFER_RANGE),
+    (ok_load(addr=(1 << 34) - 8), ErrorCode.READ_PROTECTION),
+    (ok_matmul(a_addr=1020, n=9), ErrorCode.BAD_DIMENSION),
+    (ok_matmul(a_addr=1020), ErrorCode.BUFFER_RANGE),
+    (ok_store(stride=4, acc_addr=508), ErrorCode.BAD_DIMENSION),
+    (ok_store(bias=True, bias_addr=600), ErrorCode.ILLEGAL_INSTRUCTION),    # field too narrow
+    (ok_store(per_column=True, scale_addr=511, acc_addr=508), ErrorCode.BUFFER_RANGE),
+    (ok_store(addr=(1 << 34) - 8, stride=8), ErrorCode.WRITE_PROTECTION),
+])
+def test_validate_error_codes(instr, code):
+    """Encoding first, then counts, then buffer ranges, then the memory region."""
+    with pytest.raises(InstructionError) as info:
+        validate(DEFAULT, instr)
+    assert info.value.code == code
+
+
+def test_protection_windows():
+    load, store = ok_load(addr=0x1000, rows=4, stride=0x100), ok_store(addr=0x2000, rows=2)
+    # LOAD reads 0x1000 .. 0x1307; STORE writes 0x2000 .. 0x200f
+    assert validate(DEFAULT, load, read_window=(0x1000, 0x1307))
+    assert validate(DEFAULT, store, write_window=(0x2000, 0x200F), read_window=(0, 0))
+    for window in ((0x1001, 0x2000), (0, 0x1306)):
+        with pytest.raises(InstructionError, match=r"read window") as info:
+            validate(DEFAULT, load, read_window=window)
+        assert info.value.code == ErrorCode.READ_PROTECTION
+    with pytest.raises(InstructionError, match=r"0x2000 \.\. 0x200f .* write window "
+                                               r"0x2001 \.\. 0x3000") as info:
+        validate(DEFAULT, store, write_window=(0x2001, 0x3000))
+    assert info.value.code == ErrorCode.WRITE_PROTECTION
+
+
+def test_decode_errors_are_illegal_instructions():
+    with pytest.raises(InstructionError) as info:
+        decode(DEFAULT, encode(DEFAULT, {"opcode": "END"}) | 1 << 200)
+    assert info.value.code == ErrorCode.ILLEGAL_INSTRUCTION
 
 
 def test_validate_table_rows_below_depth():

@@ -143,7 +143,8 @@ def test_failed_transfer_ends_with_its_status_and_others_go_on():
     # beats of the failed transfer that came are its own, in order, and never its end
     beats = [e for kind, e in events[1] if kind == "beat"]
     want = stripes(bad, cfg.stripe_bytes)
-    for beat, (s, lo, hi, last, end) in zip(beats, want):
+    assert len(beats) < len(want)
+    for beat, (s, lo, hi, _, _) in zip(beats, want[:len(beats)], strict=True):
         assert int(beat.data).to_bytes(8, "little")[lo:hi] == \
             mem.data[s * 8 + lo:s * 8 + hi].tobytes()
     assert not any(beat.end for beat in beats)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from hw.config import PRESETS, AccelConfig
-from scripts import bench_gemm, demo, generate
+from scripts import bench_gemm, demo, generate, soak
 
 
 def test_generate_writes_verilog_and_config(tmp_path):
@@ -55,3 +55,17 @@ def test_bench_gemm_bad_arguments(argv, words, capsys):
     assert err.count("\n") == 1, err
     for word in words:
         assert word in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-n", "0"], "-n must be at least 1, not 0"),
+    (["--corrupt", "1.5"], "--corrupt must be from 0 to 1, not 1.5"),
+    (["--stall", "1"], "--stall must be from 0 to below 1, not 1.0"),
+    (["--preset", "huge"], "invalid choice: 'huge'"),
+])
+def test_soak_refuses_bad_arguments(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        soak.main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from hw.config import PRESETS
-from hw.isa import INSTR_BYTES, Buffer, Dataflow, Opcode, OutType, encode
+from hw.isa import INSTR_BYTES, Buffer, Dataflow, ErrorCode, Opcode, OutType, encode
 from sim.assembler import Program
-from sim.isa_model import IsaModel, RunStats
+from sim.isa_model import IsaModel, ProgramError, RunStats
 
 CFG = PRESETS["default"]        # 8 x 8, int8 operands, int32 accumulators
 PROG = 0x8000                   # where the tests put programs
@@ -344,20 +344,49 @@ def illegal_program(word, position=1):
     return b"".join(w.to_bytes(INSTR_BYTES, "little") for w in words)
 
 
-@pytest.mark.parametrize("word, position, message", [
-    (0, 1, r"illegal instruction 1 at 0x8020: opcode must be one of LOAD \(1\)"),
-    (7, 2, r"illegal instruction 2 at 0x8040: opcode must be one of .* not 7"),
-    (Opcode.FENCE.value | 1 << 200, 0,
-     r"illegal instruction 0 at 0x8000: FENCE: reserved bits 8 to 255 must be zero"),
-    (Opcode.LOAD.value, 1, r"illegal instruction 1 at 0x8020: LOAD: rows must be from 1"),
-    (Opcode.FENCE.value | 1 << 4, 2, r"illegal instruction 2 .* FENCE: pop_prev must be 0"),
+@pytest.mark.parametrize("word, position, code, message", [
+    (0, 1, ErrorCode.ILLEGAL_INSTRUCTION, r"instruction 1 at 0x8020 refused with "
+                                          r"ILLEGAL_INSTRUCTION: opcode must be one of LOAD"),
+    (7, 2, ErrorCode.ILLEGAL_INSTRUCTION, r"instruction 2 at 0x8040 .* not 7"),
+    (Opcode.FENCE.value | 1 << 200, 0, ErrorCode.ILLEGAL_INSTRUCTION,
+     r"instruction 0 at 0x8000 .* FENCE: reserved bits 8 to 255 must be zero"),
+    (Opcode.LOAD.value, 1, ErrorCode.BAD_DIMENSION,
+     r"instruction 1 at 0x8020 refused with BAD_DIMENSION: LOAD: rows must be from 1"),
+    (Opcode.FENCE.value | 1 << 4, 2, ErrorCode.ILLEGAL_INSTRUCTION,
+     r"instruction 2 .* FENCE: pop_prev must be 0"),
 ])
-def test_illegal_instructions_name_their_index(word, position, message):
+def test_refused_instructions_name_their_index_and_code(word, position, code, message):
     model = model_with()
     model.write(PROG, illegal_program(word, position))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ProgramError, match=message) as info:
         model.run(PROG, 4)
+    assert (info.value.code, info.value.index) == (code, position)
+    assert info.value.addr == PROG + INSTR_BYTES * position
     assert model.stats.instructions == position      # the instructions before it ran
+
+
+def test_protection_windows_and_bad_programs():
+    model = model_with()
+    prog = Program(CFG)
+    prog.load(buf=Buffer.SPAD_A, buf_addr=0, addr=0x1000, rows=2, row_bytes=8, stride=16)
+    prog.store(acc_addr=0, rows=1, addr=0x2000, row_bytes=8)
+    prog.end()
+    model.write(PROG, prog.to_bytes())
+    top = PROG + INSTR_BYTES * 3 - 1
+    model.run(PROG, 3, read_window=(0x1000, top), write_window=(0x2000, 0x2007))
+    for read, write, code, index in [
+            ((0x1001, top), (0, MEM), ErrorCode.READ_PROTECTION, 0),
+            ((0x1000, top), (0x2001, MEM), ErrorCode.WRITE_PROTECTION, 1),
+            ((0x1000, top - 1), (0, MEM), ErrorCode.READ_PROTECTION, 0)]:
+        with pytest.raises(ProgramError) as info:
+            model.run(PROG, 3, read_window=read, write_window=write)
+        assert (info.value.code, info.value.index) == (code, index)
+    with pytest.raises(ProgramError, match="multiple of 32") as info:
+        model.run(PROG + 8, 3)
+    assert info.value.code == ErrorCode.BAD_PROGRAM
+    with pytest.raises(ProgramError, match="no END in its 2") as info:
+        model.run(PROG, 2)
+    assert (info.value.code, info.value.index) == (ErrorCode.PROGRAM_OVERRUN, 2)
 
 
 def test_missing_end_and_out_of_memory_accesses():
@@ -368,7 +397,7 @@ def test_missing_end_and_out_of_memory_accesses():
     model.write(PROG, prog.to_bytes())
     with pytest.raises(ValueError, match=r"has no END in its 2 instructions"):
         model.run(PROG, 2)
-    with pytest.raises(ValueError, match=r"length must be a positive number .* not 0"):
+    with pytest.raises(ValueError, match=r"positive length .* not 0 instructions"):
         model.run(PROG, 0)
     model.write(MEM - INSTR_BYTES, prog.to_bytes()[:INSTR_BYTES])      # a FENCE at the top
     with pytest.raises(ValueError, match=r"instruction 1: instruction fetch 0x10000 \.\. "

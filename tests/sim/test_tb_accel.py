@@ -6,7 +6,7 @@ from hw.config import PRESETS
 from sim.toolchain import run
 
 CASES = ["random_gemms", "random_gemms_backpressure", "mlp", "conv", "errors",
-         "budget_exceeded"]
+         "deadlock_and_budget", "protection"]
 
 
 RUNS = [(preset, case) for preset in ("tiny", "default") for case in CASES]
