@@ -52,6 +52,10 @@ class AccelConfig:
         address ``(a // (G * mem_ports)) * G + a % G``. A power of two from ``port_bytes`` to
         4096; 0 (the default) stands for one port word, ``port_bytes``, and follows
         ``port_width`` through :meth:`replace`.
+    post_lanes : int
+        Columns the STORE post-processor requantizes per cycle (each lane has its own
+        ``acc_width`` x 16-bit multiplier); a row takes ``ceil(cols / post_lanes)`` cycles.
+        0 to ``cols``; 0 (the default) stands for ``cols``, one row per cycle.
     """
 
     name: str = "default"
@@ -69,6 +73,7 @@ class AccelConfig:
     axi_ids: int = 4
     addr_width: int = 34
     interleave_bytes: int = 0
+    post_lanes: int = 0
 
     def __post_init__(self):
         def positive(field, value, lo=1, hi=None):
@@ -115,6 +120,10 @@ class AccelConfig:
             raise ValueError(f"interleave_bytes must be a power of two from port_bytes "
                              f"({self.port_bytes}) to {MAX_INTERLEAVE}, or 0 for port_bytes, "
                              f"not {G!r}")
+        if (isinstance(self.post_lanes, bool) or not isinstance(self.post_lanes, int) or
+                not 0 <= self.post_lanes <= self.cols):
+            raise ValueError(f"post_lanes must be an integer from 0 to cols ({self.cols}), "
+                             f"0 for cols, not {self.post_lanes!r}")
 
     # Derived widths -------------------------------------------------------------------------
 
@@ -160,6 +169,16 @@ class AccelConfig:
         return self.rows * self.cols
 
     @property
+    def post_lane_count(self):
+        """Columns requantized per cycle: ``post_lanes``, or ``cols`` for 0."""
+        return self.post_lanes or self.cols
+
+    @property
+    def post_passes(self):
+        """Cycles the post-processor spends on one row."""
+        return -(-self.cols // self.post_lane_count)
+
+    @property
     def in_min(self):
         return -(1 << (self.in_width - 1)) if self.in_signed else 0
 
@@ -194,4 +213,8 @@ PRESETS = {
                         port_width=64, burst_len=8, reads_in_flight=4),
     "default": AccelConfig(),
     "large": AccelConfig(name="large", rows=16, cols=16, spad_depth=2048, acc_depth=1024),
+    # Lattice ECP5-85F (156 MULT18X18D, 208 DP16KD): 144 DSPs as MACs; four post-processing
+    # lanes (8 DSPs) requantize a row in three cycles; the controller's region multiply
+    # takes the last two.
+    "ecp5": AccelConfig(name="ecp5", rows=12, cols=12, post_lanes=4),
 }

@@ -94,6 +94,11 @@ class PostProcessor(wiring.Component):
     2. the ``acc_width`` x ``SCALE_WIDTH`` product, and the rounding constant of the shift;
     3. the rounding add, the arithmetic shift and the saturation.
 
+    The stages are ``cfg.post_lane_count`` columns wide. With fewer lanes than columns a row
+    passes through them in ``cfg.post_passes`` consecutive cycles, lanes ``0 ..`` taking
+    columns ``k * lanes ..`` in pass ``k``, and is accepted in its last pass; the result row is
+    assembled in the output register and presented after the last pass.
+
     ``op`` is sampled together with each row ``i`` accepts and travels down the pipeline
     with it; the store engine holds it constant while a STORE's rows enter, and may change it
     for the next STORE while earlier rows are still inside.
@@ -109,8 +114,8 @@ class PostProcessor(wiring.Component):
     i : In(stream.Signature(AccRowLayout))
         Accumulator rows.
     o : Out(stream.Signature(ResultRowLayout))
-        Result rows, ``latency`` cycles after their input row when nothing stalls; one row
-        per cycle.
+        Result rows, ``latency`` cycles after their input row is accepted when nothing
+        stalls; one row per ``cfg.post_passes`` cycles.
     """
 
     LATENCY = 3
@@ -144,12 +149,36 @@ class PostProcessor(wiring.Component):
             self.i.ready.eq(advance),
         ]
 
+        # Pass of the row on the input: a row is read lane-wide in consecutive cycles, which the
+        # stream rules allow (the payload holds until the row is accepted).
+        L, passes = cfg.post_lane_count, cfg.post_passes
+        final0 = Signal()
+        pass0 = Signal(range(passes))
+        m.d.comb += final0.eq(pass0 == passes - 1)
+        m.d.comb += self.i.ready.eq(advance & final0)
+        if passes > 1:
+            with m.If(advance & self.i.valid):
+                m.d.sync += pass0.eq(Mux(final0, 0, pass0 + 1))
+
+        def lane_input(array, lane, shape):
+            """Element ``pass0 * L + lane`` of ``array`` (0 past the last column)."""
+            if passes == 1:
+                return array[lane]
+            value = Signal(shape, name=f"in{lane}")
+            with m.Switch(pass0):
+                for k in range(passes):
+                    if k * L + lane < cfg.cols:
+                        with m.Case(k):
+                            m.d.comb += value.eq(array[k * L + lane])
+            return value
+
         # Stage 1: bias, ReLU, scale choice ----------------------------------------------------
 
         i, op = self.i.payload, self.op
         v1, last1 = Signal(), Signal()
-        x1 = [Signal(signed(aw), name=f"x1_{j}") for j in range(cfg.cols)]
-        s1 = [Signal(SCALE_WIDTH, name=f"s1_{j}") for j in range(cfg.cols)]
+        pass1 = Signal.like(pass0)
+        x1 = [Signal(signed(aw), name=f"x1_{j}") for j in range(L)]
+        s1 = [Signal(SCALE_WIDTH, name=f"s1_{j}") for j in range(L)]
         # A shift of P or more rounds every product (|p| < 2**(P - 1)) to 0 without a tie,
         # as P does, so clamping to P bounds the rounding adder and shifter at P + 1 bits.
         sh1 = Signal(range(P + 1))
@@ -158,20 +187,25 @@ class PostProcessor(wiring.Component):
             m.d.sync += [
                 v1.eq(self.i.valid),
                 last1.eq(i.last),
+                pass1.eq(pass0),
                 sh1.eq(Mux(op.shift > P, P, op.shift)),
                 type1.eq(op.out_type),
             ]
-            for j in range(cfg.cols):
-                x = Mux(op.bias, (i.data[j] + i.bias[j])[:aw].as_signed(), i.data[j])
+            for j in range(L):
+                data_j = lane_input(i.data, j, signed(aw))
+                bias_j = lane_input(i.bias, j, signed(aw))
+                scale_j = lane_input(i.scale, j, unsigned(SCALE_WIDTH))
+                x = Mux(op.bias, (data_j + bias_j)[:aw].as_signed(), data_j)
                 m.d.sync += [
                     x1[j].eq(Mux(op.relu & x[-1], 0, x)),
-                    s1[j].eq(Mux(op.per_column, i.scale[j], op.scale)),
+                    s1[j].eq(Mux(op.per_column, scale_j, op.scale)),
                 ]
 
         # Stage 2: product; the rounding constant 2**(shift - 1) - 1 in parallel --------------
 
         v2, last2 = Signal(), Signal()
-        p2 = [Signal(signed(P), name=f"p2_{j}") for j in range(cfg.cols)]
+        pass2 = Signal.like(pass0)
+        p2 = [Signal(signed(P), name=f"p2_{j}") for j in range(L)]
         sh2 = Signal.like(sh1)
         type2 = Signal(OutType)
         half_m1 = Signal(P)
@@ -179,11 +213,12 @@ class PostProcessor(wiring.Component):
             m.d.sync += [
                 v2.eq(v1),
                 last2.eq(last1),
+                pass2.eq(pass1),
                 sh2.eq(sh1),
                 type2.eq(type1),
                 half_m1.eq(Cat(sh1 > k + 1 for k in range(P))),
             ]
-            for j in range(cfg.cols):
+            for j in range(L):
                 m.d.sync += p2[j].eq((x1[j] * s1[j])[:P].as_signed())
 
         # Stage 3: round half away from zero, shift, saturate ---------------------------------
@@ -192,8 +227,8 @@ class PostProcessor(wiring.Component):
         y3 = [Signal(signed(RESULT_WIDTH), name=f"y3_{j}") for j in range(cfg.cols)]
         type3 = Signal(OutType)
         with m.If(advance):
-            m.d.sync += [v3.eq(v2), last3.eq(last2), type3.eq(type2)]
-            for j in range(cfg.cols):
+            m.d.sync += [v3.eq(v2 & (pass2 == passes - 1)), last3.eq(last2), type3.eq(type2)]
+            for j in range(L):
                 # p + 2**(shift-1) - (p < 0) is p + (2**(shift-1) - 1) with carry-in ~sign.
                 carry = (sh2 != 0) & ~p2[j][-1]
                 total = Signal(signed(P + 1), name=f"round{j}")
@@ -208,7 +243,14 @@ class PostProcessor(wiring.Component):
                     with m.Default():
                         lo, hi = _RANGE[OutType.INT32]
                         m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
-                m.d.sync += y3[j].eq(sat)
+                if passes == 1:
+                    m.d.sync += y3[j].eq(sat)
+                else:
+                    # the result row is assembled in place: o.valid is low until its last pass
+                    for k in range(passes):
+                        if k * L + j < cfg.cols:
+                            with m.If(v2 & (pass2 == k)):
+                                m.d.sync += y3[k * L + j].eq(sat)
 
         m.d.comb += [
             self.o.valid.eq(v3),

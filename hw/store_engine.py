@@ -57,9 +57,10 @@ class StoreEngine(wiring.Component):
     one descriptor ``{addr, rows, row_bytes, stride}`` per STORE and the destination stripes
     in address order.
 
-    Throughput: one accumulator row per cycle while the write side takes one stripe per
-    cycle; a row costs as many cycles as it has destination stripes (one, for a row that lies
-    within one stripe). A STORE adds a cycle for each of its bias and scale reads and one
+    Throughput: one accumulator row per ``cfg.post_passes`` cycles (one, unless the
+    post-processor has fewer lanes than columns) while the write side takes one stripe per
+    cycle; a row costs at least as many cycles as it has destination stripes (one, for a row
+    that lies within one stripe). A STORE adds a cycle for each of its bias and scale reads and one
     between STOREs. The next STORE is taken in the cycle after the previous one's last row
     is read; up to ``depth`` STOREs are in flight (read, post-processed, written, or waiting
     for their write status), and their descriptors queue in front of the write engine, which

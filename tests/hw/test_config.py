@@ -9,6 +9,8 @@ def test_presets_shapes():
     assert (PRESETS["tiny"].rows, PRESETS["tiny"].cols) == (2, 2)
     assert (PRESETS["default"].rows, PRESETS["default"].cols) == (8, 8)
     assert (PRESETS["large"].rows, PRESETS["large"].cols) == (16, 16)
+    assert (PRESETS["ecp5"].rows, PRESETS["ecp5"].cols) == (12, 12)
+    assert PRESETS["ecp5"].post_passes == 3
     for name, cfg in PRESETS.items():
         assert cfg.name == name
 
@@ -44,6 +46,16 @@ def test_interleave_granule_defaults_to_one_port_word():
     assert AccelConfig(interleave_bytes=4096, mem_ports=4).segment_words == 4
 
 
+def test_post_lanes():
+    for cfg in PRESETS.values():
+        assert cfg.post_lane_count * cfg.post_passes >= cfg.cols
+    assert (AccelConfig(cols=8).post_lane_count, AccelConfig(cols=8).post_passes) == (8, 1)
+    cfg = AccelConfig(cols=12, post_lanes=5)
+    assert (cfg.post_lane_count, cfg.post_passes) == (5, 3)
+    # 0 keeps meaning one lane per column when cols changes
+    assert AccelConfig(cols=8).replace(cols=12).post_lane_count == 12
+
+
 def test_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["default"].rows = 4
@@ -68,6 +80,9 @@ def test_frozen():
     ({"interleave_bytes": 8192}, ["interleave_bytes", "8192", "4096"]),
     ({"interleave_bytes": 64.0}, ["interleave_bytes", "64.0"]),
     ({"interleave_bytes": True}, ["interleave_bytes", "True"]),
+    ({"post_lanes": 9}, ["post_lanes", "9", "from 0 to cols (8)"]),
+    ({"post_lanes": -1}, ["post_lanes", "-1"]),
+    ({"post_lanes": 2.0}, ["post_lanes", "2.0"]),
 ])
 def test_bad_values_name_value_and_allowed(changes, words):
     with pytest.raises(ValueError) as info:

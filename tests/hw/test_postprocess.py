@@ -164,6 +164,39 @@ def test_throughput_and_latency():
     assert when == list(range(dut.latency, dut.latency + 8)), when
 
 
+@pytest.mark.parametrize("lanes", [1, 2, 3, 4])
+def test_fewer_lanes_than_columns(lanes):
+    # 5 columns through 1 to 4 lanes (3 and 4 leave the last pass partly empty), every
+    # option mixed, with gaps and backpressure.
+    cfg = AccelConfig(name="p", rows=2, cols=5, post_lanes=lanes)
+    rng = np.random.default_rng(100 + lanes)
+    stores = []
+    for shift in SHIFTS + [2, 17]:
+        relu, bias, per_column = (bool(f) for f in rng.integers(0, 2, 3))
+        stores.append(make_store(rng, cfg, int(rng.integers(1, 5)), relu=relu, bias=bias,
+                                 per_column=per_column, shift=shift,
+                                 out_type=OutType(int(rng.integers(3)))))
+    take = sum(len(beats) for _, beats, _ in stores)
+    rows, _ = run(PostProcessor(cfg), stores, take, lanes, idle=0.3, stall=0.3)
+    check_rows(stores, rows)
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3])
+def test_lane_throughput(lanes):
+    # One row per ceil(cols / lanes) cycles, the first one latency cycles after it was
+    # accepted in its last pass.
+    cfg = AccelConfig(name="p", rows=2, cols=3, post_lanes=lanes)
+    passes = -(-3 // lanes)
+    rng = np.random.default_rng(7)
+    dut = PostProcessor(cfg)
+    stores = [make_store(rng, cfg, 6, relu=False, bias=True, per_column=True, shift=3,
+                         out_type=OutType.INT32)]
+    rows, when = run(dut, stores, 6)
+    check_rows(stores, rows)
+    first = passes - 1 + dut.latency
+    assert when == list(range(first, first + passes * 6, passes)), when
+
+
 def test_op_layout_matches_store_fields():
     # PostOpLayout is documented as the leading bits of a STORE body.
     store = dict(StoreLayout(AccelConfig()))

@@ -28,6 +28,8 @@ CFGS = {
     "2port": AccelConfig(name="s2", cols=3, mem_ports=2, **SMALL),     # 16-byte stripes
     "1port": AccelConfig(name="s1", cols=3, mem_ports=1, **SMALL),     # int32 rows: 2 stripes
     "4port": AccelConfig(name="s4", cols=4, mem_ports=4, **SMALL),     # 32-byte stripes
+    # two post-processing lanes: a row of 3 columns takes two cycles
+    "2lane": AccelConfig(name="s2l", cols=3, mem_ports=2, post_lanes=2, **SMALL),
 }
 SCALE_ROWS = (28, 29, 30, 31)       # accumulator rows holding scale tables
 REGION = ("addr", "rows", "row_bytes", "stride")
@@ -556,7 +558,7 @@ def test_abort_with_stores_queued():
     run.check_memory(before[:len(run.retired()) - 1] + after)
 
 
-@pytest.mark.parametrize("name", ["1port", "4port"])
+@pytest.mark.parametrize("name", ["1port", "4port", "2lane"])
 @pytest.mark.parametrize("at", [45, 75, 110])
 def test_abort_in_flight(name, at):
     # abort at any point while STOREs are read, post-processed, realigned and written: the
