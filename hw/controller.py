@@ -134,6 +134,17 @@ def _check_store(cfg, f):
     return legal, dim, rng
 
 
+class _Region(data.StructLayout):
+    """The fields of a LOAD or STORE body that place its memory region."""
+
+    def __init__(self, cfg):
+        load, store = LoadLayout(cfg), StoreLayout(cfg)
+        super().__init__({
+            name: unsigned(max(load[name].width, store[name].width))
+            for name in ("addr", "rows", "row_bytes", "stride")
+        })
+
+
 def _region_last(f):
     """The last byte address of a LOAD's or STORE's region, wide enough not to wrap."""
     return f.addr + (f.rows - 1) * f.stride + f.row_bytes - 1
@@ -231,11 +242,14 @@ class Controller(wiring.Component):
         m.d.comb += [fetched.eq(fetch.word.payload),
                      fetch.word.ready.eq(~word_valid | take)]
         last = Signal(cfg.addr_width + 1 + len(fetched.body.load.rows))
+        # One multiplier for both opcodes: the LOAD or STORE region is chosen before it.
+        region = Signal(_Region(cfg))
+        with m.If(fetched.header.opcode == Opcode.LOAD):
+            m.d.comb += [region[f].eq(fetched.body.load[f]) for f, _ in _Region(cfg)]
+        with m.Else():
+            m.d.comb += [region[f].eq(fetched.body.store[f]) for f, _ in _Region(cfg)]
         with m.If(fetch.word.valid & fetch.word.ready):
-            m.d.sync += [word.eq(fetched), word_valid.eq(1),
-                         last.eq(Mux(fetched.header.opcode == Opcode.LOAD,
-                                     _region_last(fetched.body.load),
-                                     _region_last(fetched.body.store)))]
+            m.d.sync += [word.eq(fetched), word_valid.eq(1), last.eq(_region_last(region))]
         with m.Elif(take):
             m.d.sync += word_valid.eq(0)
         with m.If(~running):
