@@ -7,7 +7,7 @@ SOAK_PRESET ?= tiny
 OUT    ?= build
 JOBS   ?= auto
 
-.PHONY: demo test verilog bench bench-gemm soak synth board lint clean
+.PHONY: demo test verilog bench bench-gemm soak synth board formal lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ synth: $(VENV)/.installed
 
 board: $(VENV)/.installed
 	$(PY) -m scripts.board -o $(OUT)/board
+
+formal: $(VENV)/.installed
+	$(PY) -m scripts.formal -o $(OUT)/formal
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check hw sim scripts tests
