@@ -21,9 +21,9 @@ other than 0xA5 where a frame should start is dropped, so a host resynchronizes 
 out one command's worth of bytes. A MEM_READ sends all its LEN bytes even after an error.
 
 Memory accesses are single-beat full-width AXI4 bursts, one at a time (a write's W after its
-AW): bytes of one memory word go out as one write with their strobes. Global word ``g`` lives
-on port ``g % ports`` at that port's word ``g // ports``, as the accelerator interleaves its
-ports.
+AW): bytes of one memory word go out as one write with their strobes. Global byte ``a`` lives on
+port ``(a // G) % ports`` at that port's byte ``(a // (G * ports)) * G + a % G``, with ``G``
+the interleave granule, as the accelerator interleaves its ports.
 """
 
 from amaranth import *
@@ -228,9 +228,9 @@ class UARTBridge(wiring.Component):
         w_done = Signal()
 
         lane = addr[:lw]
-        g_word = w_addr[lw:]
-        port = g_word[:ln] if ln else Const(0, 1)
-        port_addr = Cat(Const(0, lw), g_word[ln:])
+        lg = (cfg.interleave_bytes - 1).bit_length()
+        port = w_addr[lg:lg + ln] if ln else Const(0, 1)
+        port_addr = Cat(Const(0, lw), w_addr[lw:lg], w_addr[lg + ln:])
         buses = [getattr(self, f"m_axi{p}") for p in range(N)]
         for b in buses:
             m.d.comb += [b.awaddr.eq(port_addr), b.araddr.eq(port_addr),

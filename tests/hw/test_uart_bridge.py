@@ -172,10 +172,10 @@ def model_commands(rng, size, count):
     return out, regs, mem
 
 
-@pytest.mark.parametrize("ports, stall", [(1, 0.0), (2, 0.4)])
-def test_bridge_commands(ports, stall):
+@pytest.mark.parametrize("ports, granule, stall", [(1, 8, 0.0), (2, 8, 0.4), (2, 32, 0.2)])
+def test_bridge_commands(ports, granule, stall):
     cfg = AccelConfig(name="b", mem_ports=ports, port_width=64, burst_len=4,
-                      reads_in_flight=4, axi_ids=4, addr_width=20)
+                      reads_in_flight=4, axi_ids=4, addr_width=20, interleave_bytes=granule)
     size = 1024
     rng = np.random.default_rng(ports)
     commands, regs, image = model_commands(rng, size, 20)
