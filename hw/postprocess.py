@@ -87,12 +87,14 @@ class PostProcessor(wiring.Component):
     ``op.scale``; ``y = p / 2**op.shift`` rounded half away from zero; ``y`` saturated to
     ``op.out_type`` (an ``out_type`` of 3, which the ISA does not define, acts as INT32).
 
-    Three register stages, all advancing together when the output can move (a stall holds
+    Five register stages, all advancing together when the output can move (a stall holds
     every row in place, so none is lost or repeated):
 
     1. bias and ReLU, and the choice of the scale;
     2. the ``acc_width`` x ``SCALE_WIDTH`` product, and the rounding constant of the shift;
-    3. the rounding add, the arithmetic shift and the saturation.
+    3. the rounding add;
+    4. the arithmetic shift;
+    5. the saturation.
 
     The stages are ``cfg.post_lane_count`` columns wide. With fewer lanes than columns a row
     passes through them in ``cfg.post_passes`` consecutive cycles, lanes ``0 ..`` taking
@@ -118,7 +120,7 @@ class PostProcessor(wiring.Component):
         stalls; one row per ``cfg.post_passes`` cycles.
     """
 
-    LATENCY = 3
+    LATENCY = 5
 
     def __init__(self, cfg):
         self._cfg = cfg
@@ -221,21 +223,41 @@ class PostProcessor(wiring.Component):
             for j in range(L):
                 m.d.sync += p2[j].eq((x1[j] * s1[j])[:P].as_signed())
 
-        # Stage 3: round half away from zero, shift, saturate ---------------------------------
+        # Stage 3: round half away from zero -------------------------------------------------
 
-        v3, last3 = Signal(), Signal()
-        y3 = [Signal(signed(RESULT_WIDTH), name=f"y3_{j}") for j in range(cfg.cols)]
+        v3, last3, pass3 = Signal(), Signal(), Signal.like(pass0)
+        r3 = [Signal(signed(P + 1), name=f"r3_{j}") for j in range(L)]
+        sh3 = Signal.like(sh2)
         type3 = Signal(OutType)
         with m.If(advance):
-            m.d.sync += [v3.eq(v2 & (pass2 == passes - 1)), last3.eq(last2), type3.eq(type2)]
+            m.d.sync += [v3.eq(v2), last3.eq(last2), pass3.eq(pass2), sh3.eq(sh2),
+                         type3.eq(type2)]
             for j in range(L):
                 # p + 2**(shift-1) - (p < 0) is p + (2**(shift-1) - 1) with carry-in ~sign.
                 carry = (sh2 != 0) & ~p2[j][-1]
-                total = Signal(signed(P + 1), name=f"round{j}")
-                m.d.comb += total.eq(p2[j] + half_m1 + carry)
-                y = total >> sh2
+                m.d.sync += r3[j].eq(p2[j] + half_m1 + carry)
+
+        # Stage 4: arithmetic shift -----------------------------------------------------------
+
+        v4, last4, pass4 = Signal(), Signal(), Signal.like(pass0)
+        y4 = [Signal(signed(P + 1), name=f"y4_{j}") for j in range(L)]
+        type4 = Signal(OutType)
+        with m.If(advance):
+            m.d.sync += [v4.eq(v3), last4.eq(last3), pass4.eq(pass3), type4.eq(type3)]
+            for j in range(L):
+                m.d.sync += y4[j].eq(r3[j] >> sh3)
+
+        # Stage 5: saturate ---------------------------------------------------------------------
+
+        v5, last5 = Signal(), Signal()
+        y5 = [Signal(signed(RESULT_WIDTH), name=f"y5_{j}") for j in range(cfg.cols)]
+        type5 = Signal(OutType)
+        with m.If(advance):
+            m.d.sync += [v5.eq(v4 & (pass4 == passes - 1)), last5.eq(last4), type5.eq(type4)]
+            for j in range(L):
+                y = y4[j]
                 sat = Signal(signed(RESULT_WIDTH), name=f"sat{j}")
-                with m.Switch(type2):
+                with m.Switch(type4):
                     for t in OutType:
                         lo, hi = _RANGE[t]
                         with m.Case(t):
@@ -244,21 +266,21 @@ class PostProcessor(wiring.Component):
                         lo, hi = _RANGE[OutType.INT32]
                         m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
                 if passes == 1:
-                    m.d.sync += y3[j].eq(sat)
+                    m.d.sync += y5[j].eq(sat)
                 else:
                     # the result row is assembled in place: o.valid is low until its last pass
                     for k in range(passes):
                         if k * L + j < cfg.cols:
-                            with m.If(v2 & (pass2 == k)):
-                                m.d.sync += y3[k * L + j].eq(sat)
+                            with m.If(v4 & (pass4 == k)):
+                                m.d.sync += y5[k * L + j].eq(sat)
 
         m.d.comb += [
-            self.o.valid.eq(v3),
-            self.o.payload.last.eq(last3),
-            self.o.payload.out_type.eq(type3),
+            self.o.valid.eq(v5),
+            self.o.payload.last.eq(last5),
+            self.o.payload.out_type.eq(type5),
         ]
         for j in range(cfg.cols):
-            m.d.comb += self.o.payload.data[j].eq(y3[j])
+            m.d.comb += self.o.payload.data[j].eq(y5[j])
         return m
 
 

@@ -15,6 +15,7 @@ from hw.axi import Resp
 from hw.config import AccelConfig
 from hw.engine import ErrorCode
 from hw.isa import SCALE_WIDTH, Opcode, OutType, StoreLayout, out_bytes, validate
+from hw.postprocess import PostProcessor
 from hw.store_engine import StoreEngine
 from hw.write_engine import WriteEngine
 from sim.assembler import postprocess
@@ -452,8 +453,9 @@ def test_one_row_per_cycle():
     start = run.accepted()[0]
     assert len(reads) == n + 2 and reads[-1] - reads[0] == n + 1, reads   # bias, scale, rows
     assert len(taken) == n and taken[-1] - taken[0] == n - 1, taken
-    # bias and scale reads, the row read, post-processor, packer, realigner: 2 + 1 + 3 + 1 + 1
-    assert taken[0] - start <= 9, f"first stripe {taken[0] - start} cycles after the STORE"
+    # the take, bias and scale reads, the row read, post-processor, packer, realigner
+    bound = 1 + 2 + 1 + PostProcessor.LATENCY + 1 + 1
+    assert taken[0] - start <= bound, f"first stripe {taken[0] - start} cycles after the STORE"
 
 
 def test_consecutive_stores_overlap():
