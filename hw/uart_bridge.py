@@ -54,7 +54,18 @@ def _check_divisor(divisor):
                          f"not {divisor!r}")
 
 
-class UARTRx(wiring.Component):
+class _Serial(wiring.Component):
+    """A UART side: ``divisor`` clock cycles per bit, checked."""
+
+    def __init__(self, divisor):
+        self._MustUse__silence = True
+        _check_divisor(divisor)
+        self._MustUse__silence = False
+        self._divisor = divisor
+        super().__init__()
+
+
+class UARTRx(_Serial):
     """UART receiver, 8N1, ``divisor`` clock cycles per bit; samples mid-bit.
 
     Members
@@ -70,13 +81,6 @@ class UARTRx(wiring.Component):
     rx: In(1, init=1)
     o: Out(stream.Signature(8))
     frame_error: Out(1)
-
-    def __init__(self, divisor):
-        self._MustUse__silence = True
-        _check_divisor(divisor)
-        self._MustUse__silence = False
-        self._divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -120,7 +124,7 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_Serial):
     """UART transmitter, 8N1, ``divisor`` clock cycles per bit.
 
     Members
@@ -131,13 +135,6 @@ class UARTTx(wiring.Component):
 
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, divisor):
-        self._MustUse__silence = True
-        _check_divisor(divisor)
-        self._MustUse__silence = False
-        self._divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
