@@ -15,12 +15,14 @@ from sim.toolchain import run
 from .cli import ArgumentParser, add_config_args, config_from_args
 
 
-def soak(cfg, n, seed, *, max_dim=24, corrupt=0.5, stall=0.2, timing="HBM2_2000"):
+def soak(cfg, n, seed, *, max_dim=24, corrupt=0.5, abort=0.1, stall=0.2,
+         timing="HBM2_2000"):
     """Run the regression in one simulation; return its summary (see ``sim.tb_soak``)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "soak.json"
         env = {"SOAK_SEED": str(seed), "SOAK_N": str(n), "SOAK_MAX_DIM": str(max_dim),
-               "SOAK_CORRUPT": str(corrupt), "SOAK_STALL": str(stall), "TB_TIMING": timing,
+               "SOAK_CORRUPT": str(corrupt), "SOAK_ABORT": str(abort),
+               "SOAK_STALL": str(stall), "TB_TIMING": timing,
                "SOAK_OUT": str(out)}
         try:
             run(cfg, "sim.tb_soak", testcase="soak", top="accelerator", env=env)
@@ -42,6 +44,8 @@ def main(argv=None):
     parser.add_argument("--max-dim", type=int, default=24, help="largest M, K, N")
     parser.add_argument("--corrupt", type=float, default=0.5,
                         help="share of programs with bit flips (default %(default)s)")
+    parser.add_argument("--abort", type=float, default=0.1,
+                        help="share of runs cut short by SOFT_RESET (default %(default)s)")
     parser.add_argument("--stall", type=float, default=0.2,
                         help="random stall probability on every AXI channel")
     parser.add_argument("--timing", default="HBM2_2000",
@@ -54,21 +58,24 @@ def main(argv=None):
             ("--seed", args.seed, args.seed >= 0, "at least 0"),
             ("--max-dim", args.max_dim, args.max_dim >= 1, "at least 1"),
             ("--corrupt", args.corrupt, 0 <= args.corrupt <= 1, "from 0 to 1"),
+            ("--abort", args.abort, 0 <= args.abort <= 1, "from 0 to 1"),
             ("--stall", args.stall, 0 <= args.stall < 1, "from 0 to below 1")):
         if not ok:
             parser.error(f"{name} must be {allowed}, not {value}")
 
     print(f"[soak] {cfg.name}: {args.n} programs, seeds {args.seed} .. "
-          f"{args.seed + args.n - 1}, {100 * args.corrupt:.0f}% corrupted, stall "
+          f"{args.seed + args.n - 1}, {100 * args.corrupt:.0f}% corrupted, "
+          f"{100 * args.abort:.0f}% aborted, stall "
           f"{args.stall}, {args.timing}")
     t0 = time.monotonic()
     report = soak(cfg, args.n, args.seed, max_dim=args.max_dim, corrupt=args.corrupt,
-                  stall=args.stall, timing=args.timing)
+                  abort=args.abort, stall=args.stall, timing=args.timing)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"soak-{cfg.name}-{args.seed}.json").write_text(json.dumps(report, indent=1))
     print(f"[soak] programs run: {report['programs']} ({report['valid']} valid, "
-          f"{report['corrupted']} corrupted) in {time.monotonic() - t0:.0f} s, "
+          f"{report['corrupted']} corrupted, {report['aborted']} cut short by SOFT_RESET) in "
+          f"{time.monotonic() - t0:.0f} s, "
           f"{report['cycles']} accelerator cycles")
     print(f"[soak] outcomes: {report['exact']} bit-exact, {report['errors']} refused with the "
           f"model's error, {report['clean']} token-changing corruptions ended cleanly")

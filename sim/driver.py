@@ -151,17 +151,22 @@ class Driver:
 
     # Runs -----------------------------------------------------------------------------------
 
+    async def start(self, prog_addr, length):
+        """Point the accelerator at the program, enable both interrupts and START; returns
+        at once (see :meth:`run`)."""
+        await self.write_reg("PROG_ADDR", prog_addr)
+        await self.write_reg("PROG_LEN", length)
+        await self.write_reg("IRQ_ENABLE", IRQ_DONE | IRQ_ERROR)
+        await self.write_reg("IRQ_STATUS", IRQ_DONE | IRQ_ERROR)
+        await self.write_reg("CTRL", CTRL_START)
+
     async def run(self, prog_addr, length, budget=1_000_000, check=True):
         """Run the ``length`` instructions at ``prog_addr``: START, then wait for the IRQ.
 
         Raises :class:`RunError` if the IRQ does not come within ``budget`` cycles, or (with
         ``check``) if the run ended with an error.
         """
-        await self.write_reg("PROG_ADDR", prog_addr)
-        await self.write_reg("PROG_LEN", length)
-        await self.write_reg("IRQ_ENABLE", IRQ_DONE | IRQ_ERROR)
-        await self.write_reg("IRQ_STATUS", IRQ_DONE | IRQ_ERROR)
-        await self.write_reg("CTRL", CTRL_START)
+        await self.start(prog_addr, length)
         clk, irq = self.dut.clk, self.dut.irq
         timeout = ClockCycles(clk, budget)
         if not irq.value:

@@ -16,7 +16,9 @@ hardware must do:
   error) within its budget, write nothing outside the write window, and run the next
   program correctly.
 
-In every case, nothing outside the write window may change.
+In every case, nothing outside the write window may change. A case may also be cut short
+by SOFT_RESET at a random moment: it must then end DONE (it finished first), ABORTED, or with
+the error it was going to report, and the next program must run correctly.
 """
 
 import dataclasses
@@ -49,6 +51,7 @@ class Case:
     per_column: bool
     post: PostOp
     flips: list         # (instruction index, bit); empty for a valid program
+    abort_at: float = None  # SOFT_RESET at this fraction of the estimated run, or never
 
     def operands(self, cfg):
         """A, B, bias (or None) and scales (or None), from the case's seed."""
@@ -60,9 +63,10 @@ class Case:
         return A, B, bias, scales
 
 
-def random_case(cfg, seed, max_dim, corrupt=0.5, prog_len=None):
+def random_case(cfg, seed, max_dim, corrupt=0.5, prog_len=None, abort=0.0):
     """The case of ``seed``; ``prog_len`` (instructions) bounds where flips go and is needed
-    only when the case is corrupted (the caller compiles first, then asks again)."""
+    only when the case is corrupted (the caller compiles first, then asks again). With
+    probability ``abort`` the run is to be cut short by SOFT_RESET."""
     rng = np.random.default_rng(seed)
     sizes = [1, 2, 3, 7, 13, 31, max_dim]
     M, K, N = (int(rng.choice(sizes)) if rng.random() < 0.5 else
@@ -70,6 +74,8 @@ def random_case(cfg, seed, max_dim, corrupt=0.5, prog_len=None):
     dataflow = Dataflow(int(rng.integers(0, 2)))
     case = Case(seed, M, K, N, dataflow, bool(rng.integers(0, 2)), bool(rng.integers(0, 2)),
                 random_post(rng), [])
+    if rng.random() < abort:
+        case.abort_at = float(rng.random())
     if prog_len is not None and rng.random() < corrupt:
         # mostly bits that decode reads (header and body), sometimes reserved ones
         used = HEADER_WIDTH + 200

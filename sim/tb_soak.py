@@ -1,7 +1,8 @@
 """cocotb randomized regression of the whole accelerator (see :mod:`sim.soak`).
 
 Knobs (environment): ``SOAK_SEED`` (first seed), ``SOAK_N`` (programs), ``SOAK_MAX_DIM``
-(largest M, K, N), ``SOAK_CORRUPT`` (share of corrupted programs), ``SOAK_STALL`` (random
+(largest M, K, N), ``SOAK_CORRUPT`` (share of corrupted programs), ``SOAK_ABORT`` (share
+of runs cut short by SOFT_RESET at a random moment), ``SOAK_STALL`` (random
 stall probability on every AXI channel), ``TB_TIMING``, and ``SOAK_OUT`` (a JSON summary).
 Program ``i`` uses seed ``SOAK_SEED + i``; the HBM model reorders across IDs and its latency
 follows its timing preset.
@@ -13,9 +14,10 @@ import time
 
 import cocotb
 import numpy as np
+from cocotb.triggers import ClockCycles
 
-from hw.isa import INSTR_BYTES, Opcode, decode, region
-from sim.driver import Driver, RunError
+from hw.isa import INSTR_BYTES, ErrorCode, Opcode, decode, region
+from sim.driver import Driver, RunError, RunResult
 from sim.reference import gemm_reference
 from sim.soak import expect, flip, random_case
 
@@ -23,6 +25,7 @@ SEED = int(os.environ.get("SOAK_SEED", "1"))
 N = int(os.environ.get("SOAK_N", "20"))
 MAX_DIM = int(os.environ.get("SOAK_MAX_DIM", "24"))
 CORRUPT = float(os.environ.get("SOAK_CORRUPT", "0.5"))
+ABORT = float(os.environ.get("SOAK_ABORT", "0.1"))
 STALL = float(os.environ.get("SOAK_STALL", "0.2"))
 TIMING = os.environ.get("TB_TIMING", "HBM2_2000")
 
@@ -43,14 +46,27 @@ def windows_of(cfg, gemm):
     return (lo, hi), (min(a for a, _ in stores), max(b for _, b in stores))
 
 
+async def abort_midway(drv, gemm, cycles):
+    """START, SOFT_RESET after ``cycles`` cycles (unless the run ended first), and the run's
+    outcome once the accelerator is idle."""
+    await drv.start(gemm.prog_addr, gemm.prog_len)
+    await ClockCycles(drv.dut.clk, max(cycles, 1))
+    await drv.abort()
+    status = await drv.read_reg("STATUS")
+    return RunResult(cycles=await drv.read_reg("CYCLES"), status=status,
+                     error_code=ErrorCode(status >> 8 & 0xFF),
+                     error_index=await drv.read_reg("ERR_INDEX"),
+                     error_addr=await drv.read_reg("ERR_ADDR"), counters={})
+
+
 @cocotb.test()
 async def soak(dut):
     """``SOAK_N`` random programs, valid or corrupted, each checked against its expectation."""
     drv = Driver(dut, timing=TIMING, stall=STALL, seed=SEED)
     await drv.reset()
     cfg = drv.cfg
-    tally = {"programs": 0, "valid": 0, "corrupted": 0, "exact": 0, "errors": 0, "clean": 0,
-             "mismatches": 0, "cycles": 0}
+    tally = {"programs": 0, "valid": 0, "corrupted": 0, "aborted": 0, "exact": 0, "errors": 0,
+             "clean": 0, "mismatches": 0, "cycles": 0}
     codes = {}
     failures = []
     t0 = time.monotonic()
@@ -59,7 +75,7 @@ async def soak(dut):
         case = random_case(cfg, seed, MAX_DIM)
         A, B, bias, scales = case.operands(cfg)
         gemm = drv.place_gemm(A, B, bias, scales, case.post, case.dataflow)
-        case = random_case(cfg, seed, MAX_DIM, CORRUPT, gemm.prog_len)
+        case = random_case(cfg, seed, MAX_DIM, CORRUPT, gemm.prog_len, ABORT)
         read, write = windows_of(cfg, gemm)
         original = gemm.program_bytes()
         drv.write(gemm.prog_addr, flip(original, case.flips))
@@ -74,7 +90,11 @@ async def soak(dut):
         what = f"seed {seed} ({case.M}x{case.K}x{case.N} {case.dataflow.name}, flips " \
                f"{case.flips})"
         try:
-            run = await drv.run(gemm.prog_addr, gemm.prog_len, budget, check=False)
+            if case.abort_at is not None:
+                run = await abort_midway(drv, gemm, int(case.abort_at * budget / 40))
+                tally["aborted"] += 1
+            else:
+                run = await drv.run(gemm.prog_addr, gemm.prog_len, budget, check=False)
         except RunError as e:
             failures.append(f"{what}: {e}")
             tally["mismatches"] += 1
@@ -87,7 +107,15 @@ async def soak(dut):
                    if a < write[0] or b > write[1] + 1]
         after = drv.read(read[0], read[1] + 1 - read[0])
         ok = not outside
-        if kind == "exact":
+        if case.abort_at is not None:
+            # cut short: done, aborted, or the error the program was going to report
+            if kind == "error":
+                ok &= run.error_code == ErrorCode.ABORTED or \
+                    (run.error_code, run.error_index) == detail
+            elif kind == "exact":
+                ok &= run.error_code == ErrorCode.ABORTED or \
+                    (run.error_code.value == 0 and after == detail)
+        elif kind == "exact":
             ok &= run.error_code.value == 0 and after == detail
             if not case.flips:
                 c_addr, c_size = gemm.output_region()
