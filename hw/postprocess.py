@@ -87,14 +87,17 @@ class PostProcessor(wiring.Component):
     ``op.scale``; ``y = p / 2**op.shift`` rounded half away from zero; ``y`` saturated to
     ``op.out_type`` (an ``out_type`` of 3, which the ISA does not define, acts as INT32).
 
-    Five register stages, all advancing together when the output can move (a stall holds
+    Six register stages, all advancing together when the output can move (a stall holds
     every row in place, so none is lost or repeated):
 
     1. bias and ReLU, and the choice of the scale;
-    2. the ``acc_width`` x ``SCALE_WIDTH`` product, and the rounding constant of the shift;
-    3. the rounding add;
-    4. the arithmetic shift;
-    5. the saturation.
+    2. the two partial products of the ``acc_width`` x ``SCALE_WIDTH`` product (the low 16
+       bits and the rest of the accumulator, each a multiplier block of its own), and the
+       rounding constant of the shift;
+    3. their sum, the product;
+    4. the rounding add;
+    5. the arithmetic shift;
+    6. the saturation.
 
     The stages are ``cfg.post_lane_count`` columns wide. With fewer lanes than columns a row
     passes through them in ``cfg.post_passes`` consecutive cycles, lanes ``0 ..`` taking
@@ -120,7 +123,7 @@ class PostProcessor(wiring.Component):
         stalls; one row per ``cfg.post_passes`` cycles.
     """
 
-    LATENCY = 5
+    LATENCY = 6
 
     def __init__(self, cfg):
         self._cfg = cfg
@@ -203,7 +206,38 @@ class PostProcessor(wiring.Component):
                     s1[j].eq(Mux(op.per_column, scale_j, op.scale)),
                 ]
 
-        # Stage 2: product; the rounding constant 2**(shift - 1) - 1 in parallel --------------
+        # Stage 2: partial products; the rounding constant 2**(shift - 1) - 1 in parallel ----
+
+        # x = hi * 2**16 + lo with lo unsigned; an accumulator of 16 bits or fewer is not split
+        split = 16 if aw > 16 else None
+        vm, lastm = Signal(), Signal()
+        passm = Signal.like(pass0)
+        if split:
+            lo_m = [Signal(split + SCALE_WIDTH, name=f"lo_m{j}") for j in range(L)]
+            hi_m = [Signal(signed(aw - split + SCALE_WIDTH + 1), name=f"hi_m{j}")
+                    for j in range(L)]
+        else:
+            lo_m = [Signal(signed(aw + SCALE_WIDTH + 1), name=f"lo_m{j}") for j in range(L)]
+        shm = Signal.like(sh1)
+        typem = Signal(OutType)
+        half_m1_m = Signal(P)
+        with m.If(advance):
+            m.d.sync += [
+                vm.eq(v1),
+                lastm.eq(last1),
+                passm.eq(pass1),
+                shm.eq(sh1),
+                typem.eq(type1),
+                half_m1_m.eq(Cat(sh1 > k + 1 for k in range(P))),
+            ]
+            for j in range(L):
+                if split:
+                    m.d.sync += [lo_m[j].eq(x1[j][:split] * s1[j]),
+                                 hi_m[j].eq(x1[j][split:].as_signed() * s1[j])]
+                else:
+                    m.d.sync += lo_m[j].eq(x1[j] * s1[j])
+
+        # Stage 3: the product ----------------------------------------------------------------
 
         v2, last2 = Signal(), Signal()
         pass2 = Signal.like(pass0)
@@ -213,17 +247,18 @@ class PostProcessor(wiring.Component):
         half_m1 = Signal(P)
         with m.If(advance):
             m.d.sync += [
-                v2.eq(v1),
-                last2.eq(last1),
-                pass2.eq(pass1),
-                sh2.eq(sh1),
-                type2.eq(type1),
-                half_m1.eq(Cat(sh1 > k + 1 for k in range(P))),
+                v2.eq(vm),
+                last2.eq(lastm),
+                pass2.eq(passm),
+                sh2.eq(shm),
+                type2.eq(typem),
+                half_m1.eq(half_m1_m),
             ]
             for j in range(L):
-                m.d.sync += p2[j].eq((x1[j] * s1[j])[:P].as_signed())
+                product = (hi_m[j] << split) + lo_m[j] if split else lo_m[j]
+                m.d.sync += p2[j].eq(product[:P].as_signed())
 
-        # Stage 3: round half away from zero -------------------------------------------------
+        # Stage 4: round half away from zero -------------------------------------------------
 
         v3, last3, pass3 = Signal(), Signal(), Signal.like(pass0)
         r3 = [Signal(signed(P + 1), name=f"r3_{j}") for j in range(L)]
@@ -237,7 +272,7 @@ class PostProcessor(wiring.Component):
                 carry = (sh2 != 0) & ~p2[j][-1]
                 m.d.sync += r3[j].eq(p2[j] + half_m1 + carry)
 
-        # Stage 4: arithmetic shift -----------------------------------------------------------
+        # Stage 5: arithmetic shift -----------------------------------------------------------
 
         v4, last4, pass4 = Signal(), Signal(), Signal.like(pass0)
         y4 = [Signal(signed(P + 1), name=f"y4_{j}") for j in range(L)]
@@ -247,7 +282,7 @@ class PostProcessor(wiring.Component):
             for j in range(L):
                 m.d.sync += y4[j].eq(r3[j] >> sh3)
 
-        # Stage 5: saturate ---------------------------------------------------------------------
+        # Stage 6: saturate ---------------------------------------------------------------------
 
         v5, last5 = Signal(), Signal()
         y5 = [Signal(signed(RESULT_WIDTH), name=f"y5_{j}") for j in range(cfg.cols)]
