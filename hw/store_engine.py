@@ -10,8 +10,9 @@ from .accumulator import acc_row_layout
 from .axi import Resp
 from .engine import ErrorCode, engine_members
 from .isa import SCALE_WIDTH, StoreLayout
-from .postprocess import Packer, PostOpLayout, PostProcessor
+from .postprocess import PackedRowLayout, Packer, PostOpLayout, PostProcessor
 from .realign import Realigner
+from .skid import SkidBuffer
 from .transfer import Beat, Descriptor, Status, _log2
 
 __all__ = ["StoreEngine"]
@@ -65,7 +66,8 @@ class StoreEngine(wiring.Component):
     is read; up to ``depth`` STOREs are in flight (read, post-processed, written, or waiting
     for their write status), and their descriptors queue in front of the write engine, which
     runs them one after the other. The read, post-processing and packing stages advance
-    together, so ``wr_data.ready`` reaches ``acc_read.en`` through logic, not registers.
+    together; a :class:`~hw.skid.SkidBuffer` after the packer keeps ``wr_data.ready`` from
+    reaching ``acc_read.en`` in the same cycle.
 
     A STORE retires when its write status is OKAY (every write response came back OKAY). A
     status with an error response, or ``aborted`` or ``invalid``, pulses ``error`` (code
@@ -73,8 +75,8 @@ class StoreEngine(wiring.Component):
     neither retires nor reports anything until ``abort`` has been raised.
 
     While ``abort`` is high the engine takes and drops the instructions offered, stops
-    reading, empties the post-processor, the packer and the realigner, and holds
-    ``wr_cancel``: the write engine takes no more data, completes the bursts it has issued
+    reading, empties the post-processor, the packer, the skid buffer and the realigner, and
+    holds ``wr_cancel``: the write engine takes no more data, completes the bursts it has issued
     without writing more, and reports the transfer it runs and every one after it as
     aborted. The descriptors of STOREs that had not reached the write engine yet are passed
     to it too, so every STORE that was taken gets exactly one status; once all are in,
@@ -137,6 +139,7 @@ class StoreEngine(wiring.Component):
         flush = ResetInserter(abort)
         m.submodules.post = post = flush(PostProcessor(cfg))
         m.submodules.pack = pack = flush(Packer(cfg))
+        m.submodules.skid = skid = flush(SkidBuffer(PackedRowLayout(cfg)))
         m.submodules.align = align = flush(Realigner(cfg))
         # Regions and tickets are kept through an abort: every STORE taken gets its status.
         m.submodules.regions = regions = fifo.SyncFIFOBuffered(
@@ -240,23 +243,27 @@ class StoreEngine(wiring.Component):
             post.i.payload.last.eq(got_last),
         ]
         wiring.connect(m, post.o, pack.i)
+        # The write side's ready reaches the read stages a cycle later through the skid buffer,
+        # not through the realigner, the packer and the post-processor in one cycle.
+        wiring.connect(m, pack.o, skid.i)
+        packed = skid.o
 
         # Packed rows into stripe-sized pieces from byte 0 of each row ------------------------
 
-        row = pack.o.payload
+        row = packed.payload
         piece = align.i
         if spans == 1:
             m.d.comb += [
-                piece.valid.eq(pack.o.valid),
+                piece.valid.eq(packed.valid),
                 piece.payload.data.eq(row.data),
                 piece.payload.last.eq(1),
-                pack.o.ready.eq(piece.ready),
+                packed.ready.eq(piece.ready),
             ]
         else:
             part = Signal(range(spans))
             final = part == cuts.r_data
             m.d.comb += [
-                piece.valid.eq(pack.o.valid & cuts.r_rdy),
+                piece.valid.eq(packed.valid & cuts.r_rdy),
                 piece.payload.data.eq(
                     Cat(row.data, C(0, spans * 8 * S - len(row.data))).word_select(part, 8 * S)),
                 piece.payload.last.eq(final),
@@ -264,7 +271,7 @@ class StoreEngine(wiring.Component):
             with m.If(piece.valid & piece.ready):
                 m.d.sync += part.eq(Mux(final, 0, part + 1))
                 with m.If(final):
-                    m.d.comb += [pack.o.ready.eq(1), cuts.r_en.eq(row.last)]
+                    m.d.comb += [packed.ready.eq(1), cuts.r_en.eq(row.last)]
             with m.If(abort):
                 m.d.sync += part.eq(0)
 
