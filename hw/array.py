@@ -95,7 +95,7 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self):
         """Cycles from accepting a row to presenting its result, without stalls: one per row
-        and column of PEs, and the PE's multiplier register."""
+        and column of PEs, and the PE's product registers."""
         return self._cfg.rows + self._cfg.cols + ProcessingElement.PSUM_DELAY - 1
 
     def elaborate(self, platform):

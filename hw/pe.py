@@ -51,8 +51,10 @@ class ProcessingElement(wiring.Component):
     result register, which a later ``drain`` slot inserts into the partial-sum column.
 
     Sums wrap modulo ``2**acc_width`` (two's complement). The PE is pipelined: operands are
-    registered, then the product, then the sum, so ``psum_i`` meets the operands that entered
-    on ``a_i``/``b_i`` two cycles earlier (``PSUM_DELAY``).
+    registered, then the product, twice, then the sum, so ``psum_i`` meets the operands that
+    entered on ``a_i``/``b_i`` three cycles earlier (``PSUM_DELAY``). The second product
+    register lets the multiplier block drive a register placed beside it, whatever the
+    distance to the adder.
 
     Parameters
     ----------
@@ -72,7 +74,7 @@ class ProcessingElement(wiring.Component):
         Partial sum from the north; registered partial sum to the south.
     """
 
-    PSUM_DELAY = 2
+    PSUM_DELAY = 3
 
     def __init__(self, cfg, *, row):
         self._cfg = cfg
@@ -107,26 +109,29 @@ class ProcessingElement(wiring.Component):
         weight = Signal(operand_shape(cfg))     # the weight of the row in a_o
         product = Signal(signed(2 * cfg.in_width) if cfg.in_signed else 2 * cfg.in_width)
         ex = Signal(WestLane(cfg))      # the flags of the row whose product is in `product`
+        product2 = Signal.like(product)
+        ex2 = Signal(WestLane(cfg))
 
-        # Accumulate stage, one cycle later; the partial sum from the north arrives then too.
+        # Accumulate stage, two cycles later; the partial sum from the north arrives then too.
         acc_next = Signal(acc_shape)
-        m.d.comb += acc_next.eq(Mux(ex.first, 0, acc) + product)
+        m.d.comb += acc_next.eq(Mux(ex2.first, 0, acc) + product2)
 
         with m.If(self.en):
             m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i),
                          product.eq(a.data * weight), ex.eq(a),
+                         product2.eq(product), ex2.eq(ex),
                          weight.eq(Mux(self.a_i.os, self.b_i.data,
                                        Mux(self.a_i.ws & self.a_i.first,
                                            w_next_then, w_active_then))),
                          w_active.eq(w_active_then), w_next.eq(w_next_then)]
-            with m.If(ex.os):
+            with m.If(ex2.os):
                 m.d.sync += acc.eq(acc_next)
-                with m.If(ex.last):
+                with m.If(ex2.last):
                     m.d.sync += res.eq(acc_next)
-            with m.If(ex.drain):
+            with m.If(ex2.drain):
                 m.d.sync += self.psum_o.eq(res)
-            with m.Elif(ex.ws):
-                m.d.sync += self.psum_o.eq(self.psum_i + product)
+            with m.Elif(ex2.ws):
+                m.d.sync += self.psum_o.eq(self.psum_i + product2)
             with m.Else():
                 m.d.sync += self.psum_o.eq(self.psum_i)
         return m
