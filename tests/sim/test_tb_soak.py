@@ -7,7 +7,7 @@ from hw.config import PRESETS
 from scripts.soak import soak
 
 
-@pytest.mark.parametrize("preset, n, seed", [("tiny", 24, 100), ("default", 10, 200)])
+@pytest.mark.parametrize("preset, n, seed", [("tiny", 16, 100), ("default", 6, 200)])
 def test_short_soak(preset, n, seed):
     report = soak(PRESETS[preset], n, seed, max_dim=20, corrupt=0.5, abort=0.2, stall=0.3)
     assert report["mismatches"] == 0, report["failures"]
