@@ -11,10 +11,13 @@ hardware must do:
   corrupted one that is still a legal, token-correct program);
 - ``"error"``: stop with the model's error code at the model's instruction index (a refused
   instruction or a program without END);
-- ``"clean"``: the flips changed the dependency tokens (an opcode or token bit), so the
-  program may race or deadlock by the ISA's own rules; the hardware must end (done or an
-  error) within its budget, write nothing outside the write window, and run the next
-  program correctly.
+- ``"clean"``: the flips changed the dependency tokens (an opcode or token bit), or moved a
+  buffer or memory access out from under the tokens that ordered it (two queues touch the
+  same rows or bytes, one of them writing, with no token chain between them: see
+  :func:`races`), or reads buffer rows it never wrote (whatever an earlier run left there:
+  :func:`reads_unwritten`), so the outcome is not defined by the ISA; the hardware
+  must end (done or an error) within its budget, write nothing outside the write window, and
+  run the next program correctly.
 
 In every case, nothing outside the write window may change. A case may also be cut short
 by SOFT_RESET at a random moment: it must then end DONE (it finished first), ABORTED, or with
@@ -25,11 +28,24 @@ import dataclasses
 
 import numpy as np
 
-from hw.isa import HEADER_WIDTH, INSTR_BYTES, INSTR_WIDTH, Dataflow, OutType, decode, queue_of
+from hw.isa import (
+    HEADER_WIDTH,
+    INSTR_BYTES,
+    INSTR_WIDTH,
+    Buffer,
+    Dataflow,
+    Opcode,
+    OutType,
+    Queue,
+    decode,
+    queue_of,
+    region,
+)
 from sim.compiler import PostOp
 from sim.isa_model import IsaModel, ProgramError
 
-__all__ = ["Case", "random_post", "random_case", "flip", "token_trace", "expect"]
+__all__ = ["Case", "random_post", "random_case", "flip", "token_trace", "races",
+           "reads_unwritten", "expect"]
 
 
 def random_post(rng):
@@ -107,6 +123,122 @@ def token_trace(cfg, code):
     return out
 
 
+# Token channels: (pushing queue, push bit) -> (popping queue, pop bit).
+_CHANNELS = {(Queue.LOAD, "push_next"): (Queue.COMPUTE, "pop_prev"),
+             (Queue.COMPUTE, "push_prev"): (Queue.LOAD, "pop_next"),
+             (Queue.COMPUTE, "push_next"): (Queue.STORE, "pop_prev"),
+             (Queue.STORE, "push_prev"): (Queue.COMPUTE, "pop_next")}
+
+
+def _accesses(f):
+    """``(resource, first, last, writes)`` of what an instruction touches."""
+    op = f["opcode"]
+    if op == Opcode.LOAD:
+        first, last = region(f)
+        buf = {Buffer.SPAD_A: "A", Buffer.SPAD_B: "B", Buffer.ACC: "ACC"}[f["buf"]]
+        return [(buf, f["buf_addr"], f["buf_addr"] + f["rows"] - 1, True),
+                ("MEM", first, last, False)]
+    if op == Opcode.MATMUL:
+        ws = f["dataflow"] == Dataflow.WS
+        a_rows = f["m"] if ws else f["k"]
+        out = [("A", f["a_addr"], f["a_addr"] + a_rows - 1, False),
+               ("ACC", f["c_addr"], f["c_addr"] + f["m"] - 1, True)]
+        if not f["keep_weights"]:
+            out.append(("B", f["b_addr"], f["b_addr"] + f["k"] - 1, False))
+        return out
+    if op == Opcode.STORE:
+        first, last = region(f)
+        out = [("ACC", f["acc_addr"], f["acc_addr"] + f["rows"] - 1, False),
+               ("MEM", first, last, True)]
+        out += [("ACC", f[a], f[a], False) for a, flag in (("bias_addr", "bias"),
+                                                          ("scale_addr", "per_column"))
+                if f[flag]]
+        return out
+    return []
+
+
+def _decoded(cfg, code):
+    """The instructions of ``code`` up to END or the first undecodable word."""
+    out = []
+    for i in range(0, len(code), INSTR_BYTES):
+        try:
+            f = decode(cfg, int.from_bytes(code[i:i + INSTR_BYTES], "little"))
+        except ValueError:
+            break
+        out.append(f)
+        if f["opcode"] == Opcode.END:
+            break
+    return out
+
+
+def reads_unwritten(cfg, code):
+    """Whether, in program order, an instruction reads a scratchpad or accumulator row that
+    no earlier instruction of the program wrote (the buffers keep what earlier runs left, so
+    the ISA does not define the result)."""
+    written = {"A": set(), "B": set(), "ACC": set()}
+    for f in _decoded(cfg, code):
+        reads = [a for a in _accesses(f) if a[0] != "MEM" and not a[3]]
+        if f["opcode"] == Opcode.MATMUL and f["accumulate"]:
+            reads.append(("ACC", f["c_addr"], f["c_addr"] + f["m"] - 1, False))
+        for res, first, last, _ in reads:
+            if not set(range(first, last + 1)) <= written[res]:
+                return True
+        for res, first, last, writes in _accesses(f):
+            if writes and res != "MEM":
+                written[res] |= set(range(first, last + 1))
+    return False
+
+
+def races(cfg, code):
+    """Whether two instructions of different queues touch the same buffer rows or memory
+    bytes, one of them writing, with no token chain or FENCE ordering them (so the outcome
+    depends on timing). Looks at the instructions up to END or the first undecodable one."""
+    instrs = _decoded(cfg, code)
+    n = len(instrs)
+    after = [set() for _ in range(n)]     # after[i]: instructions i happens before
+    last_in = {}
+    pushes = {ch: [] for ch in _CHANNELS}
+    pops = {ch: [] for ch in _CHANNELS}
+    barrier = None
+    for i, f in enumerate(instrs):
+        q = queue_of(f["opcode"])
+        if q is None:                       # FENCE and END order everything around them
+            for j in range(i):
+                after[j].add(i)
+            barrier = i
+            continue
+        if barrier is not None:
+            after[barrier].add(i)
+        if q in last_in:
+            after[last_in[q]].add(i)
+        last_in[q] = i
+        for (pq, bit), (cq, pbit) in _CHANNELS.items():
+            if pq == q and f[bit]:
+                pushes[(pq, bit)].append(i)
+            if cq == q and f[pbit]:
+                pops[(pq, bit)].append(i)
+    for ch, takers in pops.items():
+        for k, i in enumerate(takers):
+            if k < len(pushes[ch]):
+                after[pushes[ch][k]].add(i)
+    # reachability, from the last instruction back (edges only go forward in time)
+    reach = [set() for _ in range(n)]
+    order = sorted(range(n), reverse=True)
+    for i in order:
+        for j in after[i]:
+            reach[i] |= {j} | reach[j]
+    acc = [(_accesses(f), queue_of(f["opcode"])) for f in instrs]
+    for i in range(n):
+        for j in range(i + 1, n):
+            if acc[i][1] == acc[j][1] or j in reach[i] or i in reach[j]:
+                continue
+            for ri, fi, li, wi in acc[i][0]:
+                for rj, fj, lj, wj in acc[j][0]:
+                    if ri == rj and (wi or wj) and fi <= lj and fj <= li:
+                        return True
+    return False
+
+
 def expect(cfg, memory, base, prog_addr, prog_len, original, windows):
     """What the hardware must do with the program at ``prog_addr`` in ``memory`` (bytes from
     global address ``base``), given the ``original`` program bytes it was flipped from.
@@ -129,4 +261,8 @@ def expect(cfg, memory, base, prog_addr, prog_len, original, windows):
         return "clean", f"undefined by the ISA: {e}"
     if racy:
         return "clean", "tokens changed"
+    if races(cfg, code):
+        return "clean", "accesses no longer ordered by the tokens"
+    if reads_unwritten(cfg, code):
+        return "clean", "reads buffer rows the program never wrote"
     return "exact", mem.tobytes()

@@ -7,7 +7,7 @@ from hw.config import PRESETS
 from hw.isa import HEADER_WIDTH, INSTR_BYTES, ErrorCode, Opcode, StoreLayout, decode
 from sim.compiler import gemm_at
 from sim.reference import gemm_reference
-from sim.soak import expect, flip, random_case
+from sim.soak import expect, flip, races, random_case, reads_unwritten
 
 CFG = PRESETS["tiny"]
 BASE = 0x10000
@@ -91,3 +91,28 @@ def test_corruptions_map_to_the_hardware_outcome():
     # the END turned into a FENCE: the program runs past its length
     end = len(ops) - 1
     assert outcome([(end, 0)]) == ("error", (ErrorCode.PROGRAM_OVERRUN, gemm.prog_len))
+
+
+@pytest.mark.parametrize("preset", ["tiny", "default"])
+def test_compiled_programs_are_race_free_and_read_only_what_they_wrote(preset):
+    cfg = PRESETS[preset]
+    for seed in range(12):
+        case = random_case(cfg, seed, 24)
+        gemm = gemm_at(cfg, case.M, case.K, case.N, base=BASE, bias=case.bias,
+                       per_column=case.per_column, post=case.post, dataflow=case.dataflow)
+        code = gemm.program_bytes()
+        assert not races(cfg, code) and not reads_unwritten(cfg, code), case
+
+
+def test_undefined_corruptions_are_only_required_to_end_cleanly():
+    # a MATMUL that now reads scratchpad rows nothing loaded (k 1 -> 3), and a program whose
+    # accesses the flips moved out from under its tokens
+    for seed, flips, check in ((5064, [(34, 66), (12, 37)], reads_unwritten),
+                               (5737, [(13, 21)], races)):
+        case = random_case(CFG, seed, 24)
+        mem, gemm = placed(case)
+        code = gemm.program_bytes()
+        assert check(CFG, flip(code, flips)) and not check(CFG, code)
+        kind, _ = expect(CFG, with_flips(mem, gemm, flips), BASE, gemm.prog_addr,
+                         gemm.prog_len, code, windows(mem, gemm))
+        assert kind == "clean"
