@@ -78,7 +78,8 @@ def main(argv=None):
           f"{time.monotonic() - t0:.0f} s, "
           f"{report['cycles']} accelerator cycles")
     print(f"[soak] outcomes: {report['exact']} bit-exact, {report['errors']} refused with the "
-          f"model's error, {report['clean']} token-changing corruptions ended cleanly")
+          f"model's error, {report['clean']} corruptions whose outcome the ISA leaves open (tokens "
+          f"changed, a race, rows never written) ended cleanly")
     print(f"[soak] error codes seen: {report['error_codes']}")
     print(f"[soak] mismatches: {report['mismatches']}")
     for line in report.get("failures", [])[:20]:
