@@ -22,7 +22,6 @@ from hw.csr import (
     counter_names,
     register_map,
 )
-from hw.engine import ErrorCode
 from hw.uart_bridge import REQUEST_SYNC, RESPONSE_SYNC, Cmd
 
 __all__ = ["BridgeError", "BridgeClient", "BoardHost", "run_gemm"]
@@ -136,10 +135,8 @@ class BoardHost:
                 raise RunError(f"still running after {n} STATUS reads: {status:#x}")
         self.write_reg("IRQ_STATUS", IRQ_DONE | IRQ_ERROR)
         counters = {name: self.read_reg(name) for name in counter_names(self.cfg)}
-        result = RunResult(cycles=counters["CYCLES"], status=status,
-                           error_code=ErrorCode((status >> 8) & 0xFF),
-                           error_index=self.read_reg("ERR_INDEX"),
-                           error_addr=self.read_reg("ERR_ADDR"), counters=counters)
+        result = RunResult.from_registers(status, self.read_reg("ERR_INDEX"),
+                                          self.read_reg("ERR_ADDR"), counters)
         if status & STATUS_ERROR or not status & STATUS_DONE:
             raise RunError(f"run failed: STATUS {status:#x}, {result.error_code.name} at "
                            f"instruction {result.error_index}, address {result.error_addr:#x}")

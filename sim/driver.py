@@ -58,6 +58,13 @@ class RunResult:
     error_addr: int
     counters: dict
 
+    @classmethod
+    def from_registers(cls, status, error_index, error_addr, counters):
+        """The result of a run from its STATUS, ERR_INDEX, ERR_ADDR and counter registers."""
+        return cls(cycles=counters["CYCLES"], status=status,
+                   error_code=ErrorCode((status >> 8) & 0xFF), error_index=error_index,
+                   error_addr=error_addr, counters=counters)
+
     @property
     def bytes_read(self):
         return sum(v for k, v in self.counters.items() if k.startswith("BYTES_READ"))
@@ -176,14 +183,9 @@ class Driver:
                 await self.abort()
                 raise RunError(f"no IRQ within the budget of {budget} cycles "
                                f"(program at {prog_addr:#x}, {length} instructions); {state}")
-        status = await self.read_reg("STATUS")
         await self.write_reg("IRQ_STATUS", IRQ_DONE | IRQ_ERROR)
-        counters = {name: await self.read_reg(name) for name in counter_names(self.cfg)}
-        result = RunResult(
-            cycles=counters["CYCLES"], status=status,
-            error_code=ErrorCode((status >> 8) & 0xFF),
-            error_index=await self.read_reg("ERR_INDEX"),
-            error_addr=await self.read_reg("ERR_ADDR"), counters=counters)
+        result = await self.result()
+        status = result.status
         if status & STATUS_BUSY:
             raise RunError(f"IRQ raised while STATUS {status:#x} still shows BUSY")
         if check and (status & STATUS_ERROR or not status & STATUS_DONE):
@@ -205,6 +207,13 @@ class Driver:
         fields.append(f"dispatched={await self.read_reg('DISPATCHED')}")
         fields += [f"{name}={await self.read_reg(name)}" for name in counter_names(self.cfg)]
         return "state: " + " ".join(fields)
+
+    async def result(self):
+        """The :class:`RunResult` of the last run, from the registers."""
+        status = await self.read_reg("STATUS")
+        counters = {name: await self.read_reg(name) for name in counter_names(self.cfg)}
+        return RunResult.from_registers(status, await self.read_reg("ERR_INDEX"),
+                                        await self.read_reg("ERR_ADDR"), counters)
 
     async def set_windows(self, read=None, write=None):
         """Set the protection windows: inclusive ``(first, last)`` byte addresses the

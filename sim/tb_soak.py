@@ -17,7 +17,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from hw.isa import INSTR_BYTES, ErrorCode, Opcode, decode, region
-from sim.driver import Driver, RunError, RunResult
+from sim.driver import Driver, RunError
 from sim.reference import gemm_reference
 from sim.soak import expect, flip, random_case
 
@@ -52,11 +52,7 @@ async def abort_midway(drv, gemm, cycles):
     await drv.start(gemm.prog_addr, gemm.prog_len)
     await ClockCycles(drv.dut.clk, max(cycles, 1))
     await drv.abort()
-    status = await drv.read_reg("STATUS")
-    return RunResult(cycles=await drv.read_reg("CYCLES"), status=status,
-                     error_code=ErrorCode(status >> 8 & 0xFF),
-                     error_index=await drv.read_reg("ERR_INDEX"),
-                     error_addr=await drv.read_reg("ERR_ADDR"), counters={})
+    return await drv.result()
 
 
 @cocotb.test()
