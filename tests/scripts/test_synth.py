@@ -1,5 +1,7 @@
 """Tier 3: a quick Yosys run of the smallest array, and the resource check."""
 
+import json
+
 import pytest
 
 from hw.config import PRESETS
@@ -12,7 +14,15 @@ def test_yosys_maps_one_multiplier_per_pe(tmp_path):
     y = report["yosys"]
     assert y["dsps"] == cfg.rows * cfg.cols
     assert y["luts"] > 0 and y["ffs"] > 0
-    assert (tmp_path / "tiny-systolic_array-ecp5-25k" / "summary.json").exists()
+    out = tmp_path / "tiny-systolic_array-ecp5-25k"
+    assert (out / "summary.json").exists()
+    # every multiplier keeps its operand and product registers inside the DSP block
+    cells = json.loads((out / "systolic_array.json").read_text())["modules"]["systolic_array"][
+        "cells"].values()
+    dsps = [c["parameters"] for c in cells if c["type"] == "MULT18X18D"]
+    assert len(dsps) == cfg.rows * cfg.cols
+    for p in dsps:
+        assert p["REG_INPUTA_CLK"] == p["REG_INPUTB_CLK"] == p["REG_OUTPUT_CLK"] == "CLK0"
 
 
 @pytest.mark.parametrize("kind, need, words", [
