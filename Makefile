@@ -35,9 +35,11 @@ SEED ?= 1
 soak: $(VENV)/.installed
 	$(PY) -m scripts.soak --preset $(SOAK_PRESET) -n $(N) --seed $(SEED) -o $(OUT)/soak
 
+SYNTH_PRESET ?= ecp5
 DEVICE ?= ecp5-85k
+TOP ?= accelerator
 synth: $(VENV)/.installed
-	$(PY) -m scripts.synth --preset $(PRESET) --device $(DEVICE) -o $(OUT)/synth
+	$(PY) -m scripts.synth --preset $(SYNTH_PRESET) --device $(DEVICE) --top $(TOP) -o $(OUT)/synth
 
 board: $(VENV)/.installed
 	$(PY) -m scripts.board -o $(OUT)/board

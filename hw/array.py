@@ -112,12 +112,13 @@ class SystolicArray(wiring.Component):
         w_row = Signal(range(max(R, 2)))
         drain_left = Signal(range(R + 1))   # result rows of an OS tile still to drain
         drain_row = Signal(range(max(R, 2)))
+        draining = Signal()                 # drain_left != 0, kept as a register of its own
+        drain_last = Signal()               # drain_left == 1
 
         a, b = self.a.payload, self.b.payload
         a_ws = a.mode == Dataflow.WS
         a_os = a.mode == Dataflow.OS
         b_os = b.mode == Dataflow.OS
-        draining = drain_left != 0
 
         a_ok = Signal()
         with m.If(a_ws):
@@ -126,7 +127,7 @@ class SystolicArray(wiring.Component):
         with m.Else():
             # An OS beat needs its B row; an OS tile may end once the previous drain ends
             # in this slot, so that drain slots never overlap.
-            m.d.comb += a_ok.eq(self.b.valid & b_os & (~a.last | (drain_left <= 1)))
+            m.d.comb += a_ok.eq(self.b.valid & b_os & (~a.last | ~draining | drain_last))
         m.d.comb += self.a.ready.eq(advance & a_ok)
         a_fire = self.a.valid & self.a.ready
         switch = Signal()
@@ -147,7 +148,7 @@ class SystolicArray(wiring.Component):
         out_last = Signal()
         for i in range(R):
             m.d.comb += [
-                west[i].data.eq(Mux(a_fire, a.data[i], 0)),
+                west[i].data.eq(a.data[i]),     # the flags tell operands from bubbles
                 west[i].ws.eq(a_fire & a_ws),
                 west[i].os.eq(a_fire & a_os),
                 west[i].first.eq(a_fire & a.first),
@@ -156,13 +157,13 @@ class SystolicArray(wiring.Component):
             ]
         for j in range(C):
             m.d.comb += [
-                north[j].data.eq(Mux(b_fire, b.data[j], 0)),
+                north[j].data.eq(b.data[j]),
                 north[j].load.eq(w_fire),
                 north[j].row.eq(w_row),
             ]
         m.d.comb += [
             out_valid.eq((a_fire & a_ws) | draining),
-            out_last.eq((a_fire & a_ws & a.last) | (drain_left == 1)),
+            out_last.eq((a_fire & a_ws & a.last) | drain_last),
         ]
 
         with m.If(advance):
@@ -170,10 +171,12 @@ class SystolicArray(wiring.Component):
                 m.d.sync += w_row.eq(Mux(w_last, 0, w_row + 1))
             m.d.sync += w_ready.eq((w_ready & ~switch) | (w_fire & w_last))
             with m.If(draining):
-                m.d.sync += [drain_left.eq(drain_left - 1), drain_row.eq(drain_row + 1)]
+                m.d.sync += [drain_left.eq(drain_left - 1), drain_row.eq(drain_row + 1),
+                             draining.eq(~drain_last), drain_last.eq(drain_left == 2)]
             with m.If(a_fire & a_os & a.last):
                 rows = Mux(a.rows_m1 >= R, R - 1, a.rows_m1) + 1
-                m.d.sync += [drain_left.eq(rows), drain_row.eq(0)]
+                m.d.sync += [drain_left.eq(rows), drain_row.eq(0), draining.eq(1),
+                             drain_last.eq(rows == 1)]
 
         # Skew: lane i enters i cycles late, column j enters j cycles late ---------------------
 

@@ -215,6 +215,7 @@ PRESETS = {
     "large": AccelConfig(name="large", rows=16, cols=16, spad_depth=2048, acc_depth=1024),
     # Lattice ECP5-85F (156 MULT18X18D, 208 DP16KD): 144 DSPs as MACs; four post-processing
     # lanes (8 DSPs) requantize a row in three cycles; the controller's region multiply
-    # takes the last two.
-    "ecp5": AccelConfig(name="ecp5", rows=12, cols=12, post_lanes=4),
+    # takes the last two. One 256-bit memory port: the engines' stripe datapaths (realigners,
+    # ports) grow with the stripe, and with four ports they alone would fill the device.
+    "ecp5": AccelConfig(name="ecp5", rows=12, cols=12, post_lanes=4, mem_ports=1),
 }

@@ -26,7 +26,10 @@ class RegisteredMultiplier(wiring.Component):
     :class:`Ecp5Target`), the multiplier is a ``MULT18X18D`` whose own input registers
     (``REG_INPUTA``, ``REG_INPUTB``) and output register (``REG_OUTPUT``) are the three
     registers, clock-enabled by ``en``: the paths into and out of the multiplier array stay
-    inside the DSP block, and only register-to-register routing is left outside it. Elsewhere
+    inside the DSP block, and only register-to-register routing is left outside it. The
+    cascade inputs (``SRIA``, ``SRIB``) and the spare clocks, enables and resets are left
+    unconnected, as Yosys's own DSP mapping leaves them: the router cannot tie cascade inputs
+    to a constant. Elsewhere
     (simulation, other devices) the registers are ordinary flip-flops around ``*``, which
     Yosys maps to the device's multiplier blocks as it sees fit.
 
@@ -75,8 +78,7 @@ class RegisteredMultiplier(wiring.Component):
                      b.eq(self.b.as_signed() if signed else self.b)]
         ports = {f"i_A{i}": a[i] for i in range(18)}
         ports.update({f"i_B{i}": b[i] for i in range(18)})
-        ports.update({f"i_{name}{i}": C(0, 1) for name in ("C", "SRIA", "SRIB")
-                      for i in range(18)})
+        ports.update({f"i_C{i}": C(0, 1) for i in range(18)})
         ports.update({f"o_P{i}": p[i] for i in range(36)})
         registers = {}
         for reg in ("INPUTA", "INPUTB", "OUTPUT"):
@@ -90,7 +92,6 @@ class RegisteredMultiplier(wiring.Component):
             i_SIGNEDA=C(int(signed), 1), i_SIGNEDB=C(int(signed), 1),
             i_SOURCEA=C(0, 1), i_SOURCEB=C(0, 1),
             i_CLK0=ClockSignal("sync"), i_CE0=self.en, i_RST0=C(0, 1),
-            **{f"i_{port}{n}": C(0, 1) for port in ("CLK", "CE", "RST") for n in (1, 2, 3)},
             **ports)
         m.d.comb += self.p.eq(p[:len(self.p)])
 

@@ -1,12 +1,11 @@
 """Synthesize and place-and-route a block with the open-source FPGA flow (Yosys + nextpnr from
 the yowasp packages of the ``fpga`` extra), out of context, and report its resources and Fmax.
 
-    python -m scripts.synth --preset default --device ecp5-85k
-    python -m scripts.synth --preset tiny --device ice40-up5k
+    python -m scripts.synth --preset ecp5 --device ecp5-85k
     python -m scripts.synth --preset tiny --device ecp5-25k --no-pnr     # Yosys only
-    python -m scripts.synth --preset ecp5 --device ecp5-85k --top accelerator
+    python -m scripts.synth --preset tiny --device ice40-up5k --top systolic_array
 
-``--top`` picks the block (the systolic array by default, or the whole accelerator). On ECP5
+``--top`` picks the block (the whole accelerator by default, or the systolic array). On ECP5
 the LUTs are mapped with Yosys's classic ABC mapper (see ``ECP5_SCRIPT``).
 """
 
@@ -123,7 +122,7 @@ def check_fit(counts, device, name):
                             f"the device has {have}")
 
 
-def synthesize(cfg, device_name, top="systolic_array", out_dir="build/synth", pnr=True,
+def synthesize(cfg, device_name, top="accelerator", out_dir="build/synth", pnr=True,
                freq=125.0, quiet=False):
     """Run the flow; return the report as a dict (also written as JSON and text)."""
     device = DEVICES[device_name]
@@ -200,7 +199,7 @@ def main(argv=None):
     parser = ArgumentParser(prog="synth", description=__doc__.splitlines()[0])
     add_config_args(parser)
     parser.add_argument("--device", default="ecp5-85k", choices=sorted(DEVICES))
-    parser.add_argument("--top", default="systolic_array", choices=sorted(TOPS))
+    parser.add_argument("--top", default="accelerator", choices=sorted(TOPS))
     parser.add_argument("--freq", type=float, default=125.0, help="target MHz for nextpnr")
     parser.add_argument("--no-pnr", action="store_true", help="run Yosys only")
     parser.add_argument("-o", "--output", default="build/synth")

@@ -10,7 +10,8 @@ from scripts.synth import DEVICES, ToolError, check_fit, synthesize
 
 def test_yosys_maps_one_multiplier_per_pe(tmp_path):
     cfg = PRESETS["tiny"]
-    report = synthesize(cfg, "ecp5-25k", out_dir=tmp_path, pnr=False, quiet=True)
+    report = synthesize(cfg, "ecp5-25k", top="systolic_array", out_dir=tmp_path, pnr=False,
+                        quiet=True)
     y = report["yosys"]
     assert y["dsps"] == cfg.rows * cfg.cols
     assert y["luts"] > 0 and y["ffs"] > 0
