@@ -52,10 +52,13 @@ class ProcessingElement(wiring.Component):
     Output-stationary: the PE keeps ``acc += a * b``; ``last`` copies the final sum into a
     result register, which a later ``drain`` slot inserts into the partial-sum column.
 
-    Sums wrap modulo ``2**acc_width`` (two's complement). The PE is pipelined: operands are
-    registered, then the product, twice, then the sum, so ``psum_i`` meets the operands that
-    entered on ``a_i``/``b_i`` three cycles earlier (``PSUM_DELAY``). The second product
-    register lets the multiplier block drive a register placed beside it, whatever the
+    Sums wrap modulo ``2**acc_width`` (two's complement). The PE is pipelined: the lanes are
+    registered (``a_o``, ``b_o``), then the operands chosen from them and the weight registers
+    (the multiplier's input registers), then the product (its output register) and once more,
+    then the sum; so ``psum_i`` meets the operands that entered on ``a_i``/``b_i`` four cycles
+    earlier (``PSUM_DELAY``). The multiplier block (:class:`~hw.multiplier.RegisteredMultiplier`)
+    thus only has register-to-register paths outside it: its inputs come from this PE's
+    registers, and it drives a register that the placer can put beside it, whatever the
     distance to the adder.
 
     Parameters
@@ -76,7 +79,7 @@ class ProcessingElement(wiring.Component):
         Partial sum from the north; registered partial sum to the south.
     """
 
-    PSUM_DELAY = 3
+    PSUM_DELAY = 4
 
     def __init__(self, cfg, *, row):
         self._cfg = cfg
@@ -99,22 +102,21 @@ class ProcessingElement(wiring.Component):
         acc = Signal(acc_shape)
         res = Signal(acc_shape)
 
-        # Operand stage: the operands registered from the neighbours feed a registered
-        # multiplier (the DSP block's input registers take the same values as a_o and the
-        # weight register would). The weight is chosen a cycle ahead, from the lanes arriving
-        # on a_i/b_i and the weight registers as they will be.
+        # Operand stage: the lanes registered from the neighbours (a_o, b_o) and this PE's
+        # weight registers choose the multiplier's operands; the multiplier registers them
+        # (the DSP block's input registers) and its product (its output register). So the
+        # choice reads only this PE's registers, and the neighbours' lanes never reach the
+        # multiplier block in the same cycle.
         a, b = self.a_o, self.b_o
         switch = a.ws & a.first
         capture = b.load & (b.row == self._row)
-        w_next_then = Mux(capture, b.data, w_next)
-        w_active_then = Mux(switch, w_next, w_active)
         m.submodules.mult = mult = RegisteredMultiplier(operand_shape(cfg))
         m.d.comb += [
             mult.en.eq(self.en),
-            mult.a.eq(self.a_i.data),
-            mult.b.eq(Mux(self.a_i.os, self.b_i.data,
-                          Mux(self.a_i.ws & self.a_i.first, w_next_then, w_active_then))),
+            mult.a.eq(a.data),
+            mult.b.eq(Mux(a.os, b.data, Mux(switch, w_next, w_active))),
         ]
+        ex0 = Signal(WestLane(cfg))     # the flags of the row in the multiplier's input regs
         ex = Signal(WestLane(cfg))      # the flags of the row whose product is in mult.p
         product2 = Signal.like(mult.p)
         ex2 = Signal(WestLane(cfg))
@@ -124,9 +126,12 @@ class ProcessingElement(wiring.Component):
         m.d.comb += acc_next.eq(Mux(ex2.first, 0, acc) + product2)
 
         with m.If(self.en):
-            m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i), ex.eq(a),
-                         product2.eq(mult.p), ex2.eq(ex),
-                         w_active.eq(w_active_then), w_next.eq(w_next_then)]
+            m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i),
+                         ex0.eq(a), ex.eq(ex0), product2.eq(mult.p), ex2.eq(ex)]
+            with m.If(switch):
+                m.d.sync += w_active.eq(w_next)
+            with m.If(capture):
+                m.d.sync += w_next.eq(b.data)
             with m.If(ex2.os):
                 m.d.sync += acc.eq(acc_next)
                 with m.If(ex2.last):
