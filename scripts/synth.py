@@ -191,7 +191,10 @@ def format_report(r):
     for cp in r.get("critical_paths", []):
         lines.append(f"  critical path ({cp['clocks']}): {cp['logic_ns']} ns logic, "
                      f"{cp['routing_ns']} ns routing")
-        lines += [f"    {kind:8} {delay:5.2f}  {cell}" for kind, delay, cell in cp["steps"]]
+        shown = [step for step in cp["steps"] if step[1] >= 0.2]
+        lines += [f"    {kind:8} {delay:5.2f}  {cell}" for kind, delay, cell in shown]
+        if len(shown) < len(cp["steps"]):
+            lines.append(f"    ({len(cp['steps']) - len(shown)} steps under 0.2 ns not shown)")
     return "\n".join(lines) + "\n"
 
 
