@@ -3,6 +3,10 @@ accelerator's Verilog fed by the HBM model. Prints a table, writes JSON and a ro
 
     python -m scripts.bench_gemm -o build/bench           # default and large presets
     python -m scripts.bench_gemm --preset large --gemm 256x256x256 --gemm 512x512x128
+    python -m scripts.bench_gemm --preset large --gemm 64x64x64 --trace   # where cycles go
+
+With ``--trace`` each GEMM's memory-port activity is printed as phases (channel, region, first
+and last cycle from START, handshakes) and kept in the JSON.
 """
 
 import json
@@ -28,6 +32,14 @@ def table(rows):
             f"{100 * r['utilization']:>6.1f} {100 * r['of_roofline']:>6.1f} "
             f"{r['bytes_per_cycle']:>6.1f} {100 * r['engine_busy']['LOAD']:>6.1f} "
             f"{100 * r['engine_busy']['STORE']:>6.1f}")
+    return "\n".join(lines)
+
+
+def format_phases(r):
+    lines = [f"{r['shape']} {r['dataflow']}: {r['cycles']} cycles; memory-port phases "
+             f"(cycles from START)"]
+    lines += [f"  {ch.upper():2} {region or '':8} {first:>8} .. {last:<8} {count:>6}"
+              for ch, region, first, last, count in r["phases"]]
     return "\n".join(lines)
 
 
@@ -68,6 +80,8 @@ def main(argv=None):
                         f"default: {' '.join(SWEEP)})")
     parser.add_argument("--timing", default="HBM2_2000",
                         choices=["HBM2_2000", "HBM3_6400", "ideal"])
+    parser.add_argument("--trace", action="store_true",
+                        help="record and print each GEMM's memory-port phases")
     parser.add_argument("-o", "--output", default="build/bench", help="output folder")
     args = parser.parse_args(argv)
     try:
@@ -79,9 +93,11 @@ def main(argv=None):
     rows = []
     for preset in presets:
         cfg = PRESETS[preset]
-        report = run_gemms(cfg, shapes, args.timing)
+        report = run_gemms(cfg, shapes, args.timing, trace=args.trace)
         for g in report["gemms"]:
             rows.append({"preset": preset, **summary(report["config"], g)})
+            if args.trace:
+                print(format_phases(rows[-1]), flush=True)
         print(table([r for r in rows if r["preset"] == preset]), flush=True)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,15 +25,18 @@ def parse_shape(text):
     return (*dims, flow)
 
 
-def run_gemms(cfg, shapes, timing="HBM2_2000", seed=1):
+def run_gemms(cfg, shapes, timing="HBM2_2000", seed=1, trace=False):
     """Run every ``(M, K, N, flow)`` of ``shapes`` in one simulation; return the report
-    (``config``, ``timing`` and one ``gemms`` entry per shape, see ``sim.tb_accel``)."""
+    (``config``, ``timing`` and one ``gemms`` entry per shape, see ``sim.tb_accel``; with
+    ``trace``, each entry's ``phases`` of memory-port activity)."""
     spec = ",".join(f"{m}x{k}x{n}:{flow}" for m, k, n, flow in shapes)
+    env = {"TB_GEMMS": spec, "TB_TIMING": timing, "TB_SEED": str(seed)}
+    if trace:
+        env["TB_TRACE"] = "1"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
         run(cfg, "sim.tb_accel", testcase="gemm_report", top="accelerator",
-            env={"TB_GEMMS": spec, "TB_OUT": str(out), "TB_TIMING": timing,
-                 "TB_SEED": str(seed)})
+            env={**env, "TB_OUT": str(out)})
         return json.loads(out.read_text())
 
 
@@ -61,5 +64,5 @@ def summary(cfg, g):
         "bandwidth_share": moved / cycles / peak_bw,
         "engine_busy": {e: c[f"{e}_BUSY"] / cycles for e in ("LOAD", "COMPUTE", "STORE")},
         "engine_stall": {e: c[f"{e}_STALL"] / cycles for e in ("LOAD", "COMPUTE", "STORE")},
-        "tiling": g["tiling"], "wall_s": g["wall_s"],
+        "tiling": g["tiling"], "wall_s": g["wall_s"], "phases": g.get("phases"),
     }

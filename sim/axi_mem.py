@@ -8,6 +8,8 @@ import numpy as np
 
 from hw.axi import Burst, Resp
 
+from .transfers import unlocate
+
 __all__ = ["InterleavedMemory", "AxiMemoryPort", "ProtocolError"]
 
 
@@ -26,8 +28,7 @@ class InterleavedMemory:
         self.written = np.zeros(size, dtype=bool)
 
     def port_to_global(self, port, port_addr):
-        G, N = self.cfg.interleave_bytes, self.cfg.mem_ports
-        return ((port_addr // G) * N + port) * G + port_addr % G
+        return unlocate(port, port_addr, self.cfg.interleave_bytes, self.cfg.mem_ports)
 
     def read_word(self, port, port_addr):
         g = self.port_to_global(port, port_addr)

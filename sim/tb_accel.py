@@ -4,7 +4,9 @@ Knobs (environment): ``TB_SEED``, ``TB_CASES`` (random GEMMs per test), ``TB_MAX
 (largest random M, K, N), ``TB_STALL`` (random stall probability on every AXI channel),
 ``TB_TIMING`` (``HBM2_2000``, ``HBM3_6400`` or ``ideal``). The ``gemm_report`` test runs
 the GEMMs of ``TB_GEMMS`` (``MxKxN[:ws|os]`` separated by commas) with bias, ReLU and int8
-requantization and writes a JSON report to ``TB_OUT`` (for ``make demo`` and the benchmark).
+requantization and writes a JSON report to ``TB_OUT`` (for ``make demo`` and the benchmark);
+with ``TB_TRACE`` set, each entry also has the phases of its memory-port activity
+(:func:`sim.axi_trace.phases`).
 """
 
 import json
@@ -18,6 +20,7 @@ from hw.axi import Resp
 from hw.engine import ErrorCode
 from hw.isa import INSTR_BYTES, Buffer, Dataflow, Opcode, OutType, decode, region
 from sim.assembler import Program, postprocess
+from sim.axi_trace import AxiTrace, phases
 from sim.compiler import PostOp, compile_conv2d
 from sim.driver import Driver, RunError
 from sim.reference import conv2d_reference, gemm_reference, random_operands, wrap
@@ -28,6 +31,7 @@ CASES = int(os.environ.get("TB_CASES", "6"))
 MAX_DIM = int(os.environ.get("TB_MAX_DIM", "40"))
 STALL = float(os.environ.get("TB_STALL", "0"))
 TIMING = os.environ.get("TB_TIMING", "HBM2_2000")
+TRACE = bool(os.environ.get("TB_TRACE"))
 
 
 async def start(dut, stall=STALL):
@@ -261,7 +265,12 @@ async def gemm_report(dut):
         post = PostOp(out_type=OutType.INT8, relu=True, scale=int(rng.integers(1, 1 << 10)),
                       shift=12)
         t0 = time.monotonic()
+        trace = AxiTrace(dut, cfg, drv.regs["CTRL"].offset) if TRACE else None
+        if trace:
+            trace.start()
         got, run, gemm = await drv.gemm(A, B, bias=bias, post=post, dataflow=dataflow)
+        if trace:
+            trace.stop()
         wall = time.monotonic() - t0
         want = gemm_reference(cfg, A, B, bias, post=post)
         report.append({
@@ -270,6 +279,7 @@ async def gemm_report(dut):
             "mismatches": int(np.count_nonzero(got != want)),
             "cycles": run.cycles, "counters": run.counters, "stats": gemm.stats(),
             "tiling": str(gemm.tiling), "wall_s": wall,
+            "phases": phases(trace.events, gemm.regions()) if trace else None,
             "hbm": {"read_beats": sum(c["read_beats"] for c in drv.hbm.stats()["channels"]),
                     "write_beats": sum(c["write_beats"] for c in drv.hbm.stats()["channels"])},
         })

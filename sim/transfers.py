@@ -1,6 +1,6 @@
 """Python reference of 2-D strided transfers: which bytes they touch and how they stripe."""
 
-__all__ = ["random_descriptor", "stripes", "transfer_bytes", "locate", "port_words"]
+__all__ = ["random_descriptor", "stripes", "transfer_bytes", "locate", "unlocate", "port_words"]
 
 
 def random_descriptor(rng, mem_size, max_bytes, max_rows=4):
@@ -39,6 +39,12 @@ def locate(addr, granule, ports):
     interleaved over ``ports`` ports at ``granule`` bytes."""
     j, off = divmod(addr, granule)
     return j % ports, (j // ports) * granule + off
+
+
+def unlocate(port, port_addr, granule, ports):
+    """The global byte address of ``port_addr`` on ``port``: the inverse of :func:`locate`."""
+    j, off = divmod(port_addr, granule)
+    return (j * ports + port) * granule + off
 
 
 def port_words(start, end, word_bytes, granule, ports, port):
