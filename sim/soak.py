@@ -110,17 +110,19 @@ def flip(code, flips):
     return bytes(raw)
 
 
-def token_trace(cfg, code):
-    """Per instruction up to the first undecodable one: its queue and token bits."""
-    out = []
+def _words(cfg, code):
+    """The decoded instructions of ``code`` in order, up to the first undecodable word."""
     for i in range(0, len(code), INSTR_BYTES):
         try:
-            f = decode(cfg, int.from_bytes(code[i:i + INSTR_BYTES], "little"))
+            yield decode(cfg, int.from_bytes(code[i:i + INSTR_BYTES], "little"))
         except ValueError:
-            break
-        out.append((queue_of(f["opcode"]), f["pop_prev"], f["pop_next"], f["push_prev"],
-                    f["push_next"]))
-    return out
+            return
+
+
+def token_trace(cfg, code):
+    """Per instruction up to the first undecodable one: its queue and token bits."""
+    return [(queue_of(f["opcode"]), f["pop_prev"], f["pop_next"], f["push_prev"],
+             f["push_next"]) for f in _words(cfg, code)]
 
 
 # Token channels: (pushing queue, push bit) -> (popping queue, pop bit).
@@ -160,11 +162,7 @@ def _accesses(f):
 def _decoded(cfg, code):
     """The instructions of ``code`` up to END or the first undecodable word."""
     out = []
-    for i in range(0, len(code), INSTR_BYTES):
-        try:
-            f = decode(cfg, int.from_bytes(code[i:i + INSTR_BYTES], "little"))
-        except ValueError:
-            break
+    for f in _words(cfg, code):
         out.append(f)
         if f["opcode"] == Opcode.END:
             break
@@ -248,7 +246,8 @@ def expect(cfg, memory, base, prog_addr, prog_len, original, windows):
     """
     mem = np.frombuffer(bytearray(memory), dtype=np.uint8)
     code = bytes(mem[prog_addr - base:prog_addr - base + prog_len * INSTR_BYTES])
-    racy = token_trace(cfg, code) != token_trace(cfg, original)[:len(token_trace(cfg, code))]
+    trace = token_trace(cfg, code)
+    racy = trace != token_trace(cfg, original)[:len(trace)]
     model = IsaModel(cfg, mem, base=base)
     try:
         model.run(prog_addr, prog_len, read_window=windows[0], write_window=windows[1])
