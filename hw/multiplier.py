@@ -29,9 +29,9 @@ class RegisteredMultiplier(wiring.Component):
     inside the DSP block, and only register-to-register routing is left outside it. The
     cascade inputs (``SRIA``, ``SRIB``) and the spare clocks, enables and resets are left
     unconnected, as Yosys's own DSP mapping leaves them: the router cannot tie cascade inputs
-    to a constant. Elsewhere
-    (simulation, other devices) the registers are ordinary flip-flops around ``*``, which
-    Yosys maps to the device's multiplier blocks as it sees fit.
+    to a constant. Elsewhere (simulation, other devices) the registers are ordinary
+    flip-flops around ``*``, which Yosys maps to the device's multiplier blocks as it sees
+    fit.
 
     Parameters
     ----------

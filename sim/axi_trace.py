@@ -29,41 +29,41 @@ class AxiTrace:
         self._task = None
 
     def start(self):
-        self.events = []
+        self.events, self._raw, self._zero = [], [], None
         self._task = cocotb.start_soon(self._record())
 
     def stop(self):
         self._task.cancel()
+        zero = self._zero
+        self.events = [] if zero is None else [(c - zero, p, ch, a, n)
+                                               for c, p, ch, a, n in self._raw]
 
     async def _record(self):
         dut, cfg = self._dut, self._cfg
         sig = lambda p, name: getattr(dut, f"m_axi_hbm{p}_{name}")  # noqa: E731
-        ports = [{ch: (sig(p, f"{ch}valid"), sig(p, f"{ch}ready")) for ch in CHANNELS}
-                 for p in range(cfg.mem_ports)]
-        cycle, zero, aw_ctrl = 0, None, False
-        raw = []
+        # per port and channel: valid, ready, and for AR/AW the address and length
+        ports = [{ch: (sig(p, f"{ch}valid"), sig(p, f"{ch}ready"),
+                       sig(p, f"{ch}addr") if ch in ("ar", "aw") else None,
+                       sig(p, f"{ch}len") if ch in ("ar", "aw") else None)
+                  for ch in CHANNELS} for p in range(cfg.mem_ports)]
+        cycle, aw_ctrl = 0, False
         while True:
             await RisingEdge(dut.clk)
             await ReadOnly()
             cycle += 1
-            if zero is None:
+            if self._zero is None:
                 if dut.s_axil_awvalid.value and dut.s_axil_awready.value:
                     aw_ctrl = int(dut.s_axil_awaddr.value) == self._ctrl
                 if aw_ctrl and dut.s_axil_wvalid.value and dut.s_axil_wready.value:
-                    zero = cycle
+                    self._zero = cycle
             for p, chans in enumerate(ports):
-                for ch, (valid, ready) in chans.items():
-                    if not (valid.value and ready.value):
-                        continue
-                    addr = beats = None
-                    if ch in ("ar", "aw"):
-                        addr = unlocate(p, int(sig(p, f"{ch}addr").value),
-                                        cfg.interleave_bytes, cfg.mem_ports)
-                        beats = int(sig(p, f"{ch}len").value) + 1
-                    raw.append((cycle, p, ch, addr, beats))
-            if zero is not None:
-                self.events.extend((c - zero, p, ch, a, n) for c, p, ch, a, n in raw)
-                raw.clear()
+                for ch, (valid, ready, addr, length) in chans.items():
+                    if valid.value and ready.value:
+                        self._raw.append((
+                            cycle, p, ch,
+                            None if addr is None else unlocate(
+                                p, int(addr.value), cfg.interleave_bytes, cfg.mem_ports),
+                            None if length is None else int(length.value) + 1))
 
 
 def phases(events, regions, gap=8):
