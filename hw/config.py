@@ -43,8 +43,9 @@ class AccelConfig:
     reads_in_flight : int
         Outstanding read bursts allowed per port (a multiple of ``axi_ids``).
     axi_ids : int
-        AXI IDs used per port (a power of two); bursts take them in turn, so responses of
-        different bursts may return out of order.
+        AXI IDs used per port for reads (a power of two); read bursts take them in turn, so
+        their responses may return out of order. Writes use ID 0, so that they land in the
+        order issued.
     addr_width : int
         Byte address width of the accelerator's global (interleaved) address space.
     interleave_bytes : int

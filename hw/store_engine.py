@@ -65,9 +65,9 @@ class StoreEngine(wiring.Component):
     between STOREs. The next STORE is taken in the cycle after the previous one's last row
     is read; up to ``depth`` STOREs are in flight (read, post-processed, written, or waiting
     for their write status), and their descriptors queue in front of the write engine, which
-    runs them one after the other. The read, post-processing and packing stages advance
-    together; a :class:`~hw.skid.SkidBuffer` after the packer keeps ``wr_data.ready`` from
-    reaching ``acc_read.en`` in the same cycle.
+    starts each one once the previous one's data is out. The read, post-processing and
+    packing stages advance together; a :class:`~hw.skid.SkidBuffer` after the packer keeps
+    ``wr_data.ready`` from reaching ``acc_read.en`` in the same cycle.
 
     A STORE retires when its write status is OKAY (every write response came back OKAY). A
     status with an error response, or ``aborted`` or ``invalid``, pulses ``error`` (code

@@ -23,11 +23,15 @@ __all__ = ["WritePort", "WriteEngine"]
 
 class WritePort(wiring.Component):
     """One AXI4 write port: issues the bursts of its planner, sends their words with exact
-    WSTRB, and counts B responses.
+    WSTRB, and counts B responses per transfer.
 
-    Burst ``t`` uses ID ``t % axi_ids`` and remembers its address in slot
-    ``t % reads_in_flight`` (the limit of bursts in flight), so that an error names its
-    address. W data of a burst goes out only after its address was accepted.
+    Every burst uses AXI ID 0, so the memory performs the writes of a port in the order they
+    were issued and answers them in that order: a later write to the same bytes always lands
+    last, even when the next transfer starts while this one still waits for its responses.
+    Burst ``t`` remembers its address and the parity of its transfer's tag in slot
+    ``t % reads_in_flight`` (the limit of bursts in flight), so that a response is counted
+    against its transfer and an error names its address. W data of a burst goes out only
+    after its address was accepted.
 
     Members
     -------
@@ -40,10 +44,14 @@ class WritePort(wiring.Component):
         so an address never waits for data that may not come.
     stop : In(1)
         Issue no more bursts (bursts already issued still get their data).
+    sending : Out(1)
+        An address or W data of an issued burst is still to go out.
+    waiting : Out(2)
+        Bit ``q``: a burst of a transfer with tag parity ``q`` waits for its response.
     busy : Out(1)
-        A burst is issued, waiting for data, or waiting for its response.
-    resp, err_addr : Out
-        First non-OKAY response and the port address of its burst.
+        ``sending`` or any ``waiting``.
+    resp, err_addr, err_tag : Out
+        First non-OKAY response, the port address of its burst and its transfer's tag parity.
     """
 
     def __init__(self, cfg):
@@ -55,20 +63,25 @@ class WritePort(wiring.Component):
             "axi": Out(port_signature(cfg)),
             "avail": In(range(1 << 16)),
             "stop": In(1),
+            "sending": Out(1),
+            "waiting": Out(2),
             "busy": Out(1),
             "resp": Out(2),
             "err_addr": Out(cfg.port_addr_width),
+            "err_tag": Out(1),
         })
 
     def elaborate(self, platform):
         cfg = self._cfg
-        S, K = cfg.reads_in_flight, cfg.axi_ids
+        S = cfg.reads_in_flight
         m = Module()
         axi = self.axi
 
         slot_addr = Array(Signal(cfg.port_addr_width, name=f"slot_addr{i}") for i in range(S))
+        slot_tag = Signal(S)
         issue = Signal(range(S))
         outstanding = Signal(range(S + 1))
+        pending = [Signal(range(S + 1), name=f"pending{q}") for q in range(2)]
         reserved = Signal(range(1 << 16))     # words of issued bursts not yet sent
 
         load = Signal()
@@ -78,22 +91,24 @@ class WritePort(wiring.Component):
             self.burst.ready.eq(load),
             axi.awsize.eq(_log2(cfg.port_bytes)),
             axi.awburst.eq(Burst.INCR),
+            axi.awid.eq(0),
         ]
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += axi.awvalid.eq(0)
         m.d.sync += reserved.eq(reserved + Mux(load & self.burst.valid,
                                                self.burst.payload.len + 1, 0)
                                 - (self.word.valid & self.word.ready))
-        with m.If(load & self.burst.valid):
+        started = load & self.burst.valid
+        tag = self.burst.payload.tag[0]
+        with m.If(started):
             m.d.sync += [
                 axi.awvalid.eq(1),
                 axi.awaddr.eq(self.burst.payload.addr),
                 axi.awlen.eq(self.burst.payload.len),
-                axi.awid.eq(issue % K),
                 slot_addr[issue].eq(self.burst.payload.addr),
+                slot_tag.bit_select(issue, 1).eq(tag),
                 issue.eq(Mux(issue == S - 1, 0, issue + 1)),
             ]
-        started = load & self.burst.valid
 
         # W: lengths of accepted bursts, in order; a register stage holds each beat stable.
         # After stop, the bursts already issued are completed with empty beats (WSTRB 0),
@@ -121,17 +136,24 @@ class WritePort(wiring.Component):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
-        # B: every ID answers in order, so its next slot is known.
-        rx_slot = Array(Signal(range(S), init=i, name=f"rx_slot{i}") for i in range(K))
-        bid = axi.bid[:max(1, _log2(K))] if K > 1 else C(0, 1)
-        slot = rx_slot[bid]
+        # B: one ID, so responses come in issue order, slot after slot.
+        slot = Signal(range(S))
+        answered = slot_tag.bit_select(slot, 1)
         m.d.comb += axi.bready.eq(1)
         with m.If(axi.bvalid):
-            m.d.sync += slot.eq(Mux(slot >= S - K, slot + K - S, slot + K))
+            m.d.sync += slot.eq(Mux(slot == S - 1, 0, slot + 1))
             with m.If((axi.bresp != Resp.OKAY) & (self.resp == Resp.OKAY)):
-                m.d.sync += [self.resp.eq(axi.bresp), self.err_addr.eq(slot_addr[slot])]
+                m.d.sync += [self.resp.eq(axi.bresp), self.err_addr.eq(slot_addr[slot]),
+                             self.err_tag.eq(answered)]
         m.d.sync += outstanding.eq(outstanding + started - axi.bvalid)
-        m.d.comb += self.busy.eq((outstanding != 0) | axi.awvalid)
+        for q in range(2):
+            m.d.sync += pending[q].eq(pending[q] + (started & (tag == q))
+                                      - (axi.bvalid & (answered == q)))
+            m.d.comb += self.waiting[q].eq(pending[q] != 0)
+        m.d.comb += [
+            self.sending.eq(axi.awvalid | lens.r_rdy | axi.wvalid),
+            self.busy.eq(self.sending | (outstanding != 0)),
+        ]
         return m
 
 
@@ -144,7 +166,14 @@ class WriteEngine(wiring.Component):
     has its B response: OKAY, or the first SLVERR/DECERR with its global address. After an
     error it issues nothing more, completes the bursts in flight with empty beats (so no
     further byte is written), reports, and takes (and drops) the rest of the failing
-    transfer's data up to its ``end`` stripe. Transfers run one after the other.
+    transfer's data up to its ``end`` stripe.
+
+    Transfers overlap by one: the next starts as soon as the current one has issued all its
+    bursts and sent their data, while the current one's responses are still out (its status
+    follows when they are all in; statuses stay in order). The ports keep every write in
+    issue order, so a transfer that rewrites bytes of the one before still lands last. When
+    the earlier transfer fails, the later one stops as above and reports ``aborted``; the
+    bursts it issued before the failure was known have written their bytes.
 
     Members
     -------
@@ -258,7 +287,9 @@ class WriteEngine(wiring.Component):
                     with m.If(dst == p):
                         m.d.comb += [q.i.payload.eq(seg), q.i.valid.eq(split & active)]
 
-        # One transfer at a time: start every planner together, finish when all is quiet.
+        # Transfers overlap by one: the next starts once the current one has issued every
+        # burst and sent its data, while its responses are still out; its status follows
+        # when the last of them is in.
         m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
             width=Status(cfg).size, depth=4)
         status_in = Signal(Status(cfg))
@@ -269,27 +300,50 @@ class WriteEngine(wiring.Component):
 
         d = self.desc.payload
         invalid = (d.rows == 0) | (d.row_bytes == 0)
-        idle = (Cat(pl.idle for pl in planners).all() & beats.idle &
-                Cat(~busy for _, busy in waiting).all() & Cat(~pt.busy for pt in ports).all())
-        resp = Signal(2)
-        err_addr = Signal(cfg.addr_width)
-        for p in reversed(range(N)):
-            with m.If(ports[p].resp != Resp.OKAY):
-                m.d.comb += [resp.eq(ports[p].resp),
-                             err_addr.eq(global_addr(cfg, p, ports[p].err_addr))]
-        m.d.comb += stop.eq((resp != Resp.OKAY) | self.cancel)
+        issued = (Cat(pl.idle for pl in planners).all() & beats.idle &
+                  Cat(~busy for _, busy in waiting).all() & Cat(~pt.sending for pt in ports).all())
+        quiet = Cat(~pt.busy for pt in ports).all()
+        failed = Cat(pt.resp != Resp.OKAY for pt in ports).any()
+        m.d.comb += stop.eq(failed | self.cancel)
+
+        def outcome(tag):
+            """The response and global error address of the transfer with tag parity ``tag``."""
+            resp = Signal(2)
+            err_addr = Signal(cfg.addr_width)
+            for p in reversed(range(N)):
+                with m.If((ports[p].resp != Resp.OKAY) & (ports[p].err_tag == tag)):
+                    m.d.comb += [resp.eq(ports[p].resp),
+                                 err_addr.eq(global_addr(cfg, p, ports[p].err_addr))]
+            return resp, err_addr
+
+        tag = Signal()              # tag parity of the transfer that runs or starts next
+        behind = Signal()           # the previous transfer (tag parity ~tag) awaits responses
+        behind_resp, behind_addr = outcome(~tag)
+        report = behind & ~Cat(pt.waiting.bit_select(~tag, 1) for pt in ports).any()
+        with m.If(report & statuses.w_rdy):
+            m.d.comb += [statuses.w_en.eq(1), status_in.resp.eq(behind_resp),
+                         status_in.addr.eq(behind_addr)]
+            m.d.sync += behind.eq(0)
+        resp, err_addr = outcome(tag)
+        with m.If(abort):
+            m.d.sync += tag.eq(0)
 
         for pl in planners + [beats]:
             m.d.comb += pl.desc.payload.eq(d)
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.desc.ready.eq(statuses.w_rdy)
-                with m.If(self.desc.valid & statuses.w_rdy):
-                    with m.If(invalid | self.cancel):
+                with m.If(failed):
+                    m.next = "DRAIN"
+                with m.Elif(invalid | self.cancel):
+                    # refused at once, after the status of the transfer before it
+                    m.d.comb += self.desc.ready.eq(statuses.w_rdy & ~behind)
+                    with m.If(self.desc.valid & statuses.w_rdy & ~behind):
                         m.d.comb += [statuses.w_en.eq(1), status_in.invalid.eq(invalid),
                                      status_in.aborted.eq(~invalid),
                                      status_in.addr.eq(d.addr)]
-                    with m.Else():
+                with m.Else():
+                    m.d.comb += self.desc.ready.eq(1)
+                    with m.If(self.desc.valid):
                         for pl in planners + [beats]:
                             m.d.comb += pl.desc.valid.eq(1)
                         m.next = "RUN"
@@ -297,22 +351,29 @@ class WriteEngine(wiring.Component):
                 m.d.comb += self.data.ready.eq(split)
                 # Every port drains what it issued (W data, then B) before the datapath resets.
                 with m.If(stop):
-                    with m.If(Cat(~pt.busy for pt in ports).all()):
+                    with m.If(quiet):
                         m.next = "ABORT"
-                with m.Elif(idle & statuses.w_rdy):
-                    m.d.comb += statuses.w_en.eq(1)
+                with m.Elif(issued & ~behind):
+                    m.d.sync += [tag.eq(~tag), behind.eq(1)]
                     m.next = "IDLE"
             with m.State("ABORT"):
-                m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
-                             status_in.resp.eq(resp), status_in.addr.eq(err_addr),
-                             status_in.aborted.eq(resp == Resp.OKAY)]
-                with m.If(seen_end | self.cancel):
-                    m.next = "IDLE"
-                with m.Else():
-                    m.next = "DISCARD"
+                # the transfer before reports first
+                with m.If(~behind & statuses.w_rdy):
+                    m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
+                                 status_in.resp.eq(resp), status_in.addr.eq(err_addr),
+                                 status_in.aborted.eq(resp == Resp.OKAY)]
+                    with m.If(seen_end | self.cancel):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "DISCARD"
             with m.State("DISCARD"):
                 # the rest of the failed transfer's data still arrives: take it, write nothing
                 m.d.comb += self.data.ready.eq(1)
                 with m.If(self.cancel | self.data.valid & self.data.payload.end):
+                    m.next = "IDLE"
+            with m.State("DRAIN"):
+                # the previous transfer failed with none running: report it, then reset
+                with m.If(quiet & ~behind):
+                    m.d.comb += abort.eq(1)
                     m.next = "IDLE"
         return m

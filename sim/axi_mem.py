@@ -53,7 +53,9 @@ class AxiMemoryPort:
 
     ``stall`` is the chance, per cycle and channel, of ready or valid being held low;
     ``latency`` the range of cycles between a request and its response; ``errors`` maps
-    ``("r" | "w", port_addr)`` of a burst's first beat to the response it gets.
+    ``("r" | "w", port_addr)`` of a burst's first beat to the response it gets. A write
+    takes effect when its B response is taken, so writes of different IDs land in any order
+    (as in a memory that reorders them) and a read only sees a write once it is answered.
     """
 
     def __init__(self, mem, port, axi, rng, stall=0.0, latency=(1, 12), errors=None):
@@ -61,8 +63,8 @@ class AxiMemoryPort:
         self.stall, self.latency = stall, latency
         self.errors = errors or {}
         self.reads = {}         # id -> list of [ready_cycle, addr, beats_left, resp]
-        self.writes = []        # AW order: [id, addr, beats_left, resp]
-        self.bresps = {}        # id -> list of [ready_cycle, resp]
+        self.writes = []        # AW order: [id, addr, beats_left, resp, beats]
+        self.bresps = {}        # id -> list of [ready_cycle, resp, beats]
         self.r_cur = None       # (id, burst) being presented
         self.b_cur = None
         self.cycle = 0
@@ -156,13 +158,12 @@ class AxiMemoryPort:
                 self._check_addr("aw", awaddr, awlen, awsize, awburst)
                 self.bursts += 1
                 resp = self.errors.get(("w", awaddr), Resp.OKAY)
-                self.writes.append([awid, awaddr, awlen + 1, resp])
+                self.writes.append([awid, awaddr, awlen + 1, resp, []])
             if wvalid and w_ready:
                 if not self.writes:
                     raise ProtocolError("W beat before its AW")
                 burst = self.writes[0]
-                if burst[3] == Resp.OKAY:
-                    self.mem.write_word(self.port, burst[1], wdata, wstrb)
+                burst[4].append((burst[1], wdata, wstrb))
                 burst[1] += W
                 burst[2] -= 1
                 if bool(wlast) != (burst[2] == 0):
@@ -170,7 +171,11 @@ class AxiMemoryPort:
                 if burst[2] == 0:
                     self.writes.pop(0)
                     lat = int(self.rng.integers(*self.latency, endpoint=True))
-                    self.bresps.setdefault(burst[0], []).append([self.cycle + lat, burst[3]])
+                    self.bresps.setdefault(burst[0], []).append([self.cycle + lat, burst[3],
+                                                                 burst[4]])
             if self.b_cur is not None and bready:
-                self.bresps[self.b_cur].pop(0)
+                _, resp, beats = self.bresps[self.b_cur].pop(0)
+                if resp == Resp.OKAY:       # the write takes effect with its response
+                    for addr, data, strb in beats:
+                        self.mem.write_word(self.port, addr, data, strb)
                 self.b_cur = None

@@ -23,13 +23,13 @@ def _run(sim, got, keys, timeout):
     return t
 
 
-def _memory(cfg, dut, sim, size, seed, stall, errors):
+def _memory(cfg, dut, sim, size, seed, stall, errors, latency=(1, 12)):
     mem = InterleavedMemory(cfg, size)
     ports = []
     for p in range(cfg.mem_ports):
         port = AxiMemoryPort(mem, p, getattr(dut, f"m_axi_hbm{p}"),
                              np.random.default_rng(seed * 100 + p), stall=stall,
-                             errors=(errors or {}).get(p))
+                             latency=latency, errors=(errors or {}).get(p))
         sim.add_process(port.run)
         ports.append(port)
     return mem, ports
@@ -81,14 +81,15 @@ def run_reads(cfg, descs, *, size=1 << 16, seed=0, stall=0.0, errors=None, fill=
 
 
 def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=None,
-               timeout=50_000, stats=None):
+               timeout=50_000, stats=None, latency=(1, 12)):
     """Write ``beats`` (payload dicts) for ``descs``; return the memory and the statuses.
-    ``stats``, a dict, receives the cycle each status was taken in (``"status_cycles"``)."""
+    ``stats``, a dict, receives the cycle each status was taken in (``"status_cycles"``);
+    ``latency`` is the memory's range of response latencies in cycles."""
     dut = WriteEngine(cfg)
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     rng = np.random.default_rng(seed)
-    mem, ports = _memory(cfg, dut, sim, size, seed, stall, errors)
+    mem, ports = _memory(cfg, dut, sim, size, seed, stall, errors, latency)
     got = {}
 
     async def feed(ctx):

@@ -65,6 +65,46 @@ def test_error_reports_address_and_writes_nothing_more(resp):
     assert not mem.written.all()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_rewrite_of_the_previous_transfer_lands_last(seed):
+    # Pairs of back-to-back transfers over the same bytes: the second starts while the first
+    # still waits for responses, and the memory commits writes at their response, reordering
+    # IDs. Each pair has bytes of its own, so every pair shows its own order.
+    cfg = small_cfg(1)
+    rng = np.random.default_rng(seed)
+    size = 1 << 12
+    # three bursts per transfer, so that the two transfers' bursts over the same bytes would
+    # not share IDs if the port numbered them in turn
+    row = 3 * cfg.burst_len * cfg.port_bytes
+    descs = [{"addr": pair * row, "rows": 1, "row_bytes": row, "stride": 0}
+             for pair in range(24) for _ in range(2)]
+    beats, image = random_beats(cfg, rng, descs, size)
+    mem, status = run_writes(cfg, descs, beats, size=size, seed=seed, stall=0.1,
+                             latency=(1, 60))
+    assert [(s.resp, s.aborted) for s in status] == [(0, 0)] * len(descs)
+    assert np.array_equal(mem.data, image)
+
+
+def test_error_in_a_transfer_aborts_the_next_one():
+    cfg = small_cfg(1)
+    rng = np.random.default_rng(7)
+    size = 1 << 14
+    first = {"addr": 0x0, "rows": 1, "row_bytes": 256, "stride": 0}
+    second = {"addr": 0x1000, "rows": 8, "row_bytes": 256, "stride": 256}
+    third = {"addr": 0x2000, "rows": 1, "row_bytes": 64, "stride": 0}
+    errors = {0: {("w", 0xe0): Resp.DECERR}}       # the last burst of the first transfer
+    beats, image = random_beats(cfg, rng, [first, second, third], size)
+    mem, status = run_writes(cfg, [first, second, third], beats, size=size, errors=errors)
+    assert [(s.resp, s.addr, s.aborted) for s in status] == [
+        (Resp.DECERR, 0xe0, 0), (Resp.OKAY, 0, 1), (Resp.OKAY, 0, 0)]
+    # whatever was written is the transfers' own data; the failing burst wrote nothing,
+    # the second transfer stopped early, and the third ran in full after the reset
+    assert np.array_equal(mem.data[mem.written], image[mem.written])
+    assert not mem.written[0xe0:0x100].any()
+    assert not mem.written[0x1000:0x1800].all()
+    assert mem.written[0x2000:0x2040].all()
+
+
 def test_invalid_descriptor_is_refused_without_writing():
     cfg = small_cfg(2)
     descs = [{"addr": 64, "rows": 0, "row_bytes": 30, "stride": 0},
