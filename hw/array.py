@@ -1,9 +1,7 @@
 """The systolic array: a grid of PEs behind stream interfaces, with skew and de-skew inside."""
 
-
-
 from amaranth import *
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .pe import NorthLane, ProcessingElement, WestLane, operand_shape
@@ -73,9 +71,11 @@ class SystolicArray(wiring.Component):
     rows leave through the same column pipeline in the M slots after the ``last`` beat,
     overlapping the next output-stationary tile.
 
-    The whole pipeline advances when the result stream can take a row, so every stall
-    (empty inputs, result backpressure) is lossless. Results leave rows + cols + 1 cycles after
-    the row that produced them entered.
+    The whole pipeline advances while a two-row result buffer at its end has room for the
+    row it may deliver, so every stall (empty inputs, result backpressure) is lossless. That
+    ``advance``, the clock enable of every PE and pipeline register, is itself a register,
+    set from the buffer's next level: the consumer's ``ready`` reaches no PE in the same
+    cycle. Results leave :attr:`latency` cycles after the row that produced them entered.
 
     Members
     -------
@@ -95,16 +95,15 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self):
         """Cycles from accepting a row to presenting its result, without stalls: one per row
-        and column of PEs, and the PE's product registers."""
-        return self._cfg.rows + self._cfg.cols + ProcessingElement.PSUM_DELAY - 1
+        and column of PEs, the PE's product registers, and the result buffer."""
+        return self._cfg.rows + self._cfg.cols + ProcessingElement.PSUM_DELAY
 
     def elaborate(self, platform):
         cfg = self._cfg
         R, C = cfg.rows, cfg.cols
         m = Module()
 
-        advance = Signal()
-        m.d.comb += advance.eq(~self.c.valid | self.c.ready)
+        advance = Signal(init=1)        # the result buffer has room this cycle
 
         # Input control ------------------------------------------------------------------------
 
@@ -204,11 +203,21 @@ class SystolicArray(wiring.Component):
 
         # De-skew and the valid/last pipeline --------------------------------------------------
 
+        result = Signal(CLayout(cfg))
         for j in range(C):
-            m.d.comb += self.c.payload.data[j].eq(
-                delayed(pes[R - 1][j].psum_o, C - 1 - j, f"deskew{j}"))
+            m.d.comb += result.data[j].eq(delayed(pes[R - 1][j].psum_o, C - 1 - j, f"deskew{j}"))
+        m.d.comb += result.last.eq(delayed(out_last, self.latency - 1, "last"))
+
+        # Result buffer: a row enters when the pipeline advances with one at its end, and
+        # ``advance`` for the next cycle is whether the buffer will then have a free entry.
+        m.submodules.results = results = fifo.SyncFIFO(width=len(result.as_value()), depth=2)
         m.d.comb += [
-            self.c.valid.eq(delayed(out_valid, self.latency, "valid")),
-            self.c.payload.last.eq(delayed(out_last, self.latency, "last")),
+            results.w_data.eq(result),
+            results.w_en.eq(advance & delayed(out_valid, self.latency - 1, "valid")),
+            self.c.payload.eq(results.r_data),
+            self.c.valid.eq(results.r_rdy),
+            results.r_en.eq(self.c.ready),
         ]
+        level = results.level + results.w_en - (results.r_en & results.r_rdy)
+        m.d.sync += advance.eq(level < 2)
         return m
