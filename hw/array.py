@@ -94,9 +94,10 @@ class SystolicArray(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from accepting a row to presenting its result, without stalls: one per row
-        and column of PEs, the PE's product registers, and the result buffer."""
-        return self._cfg.rows + self._cfg.cols + ProcessingElement.PSUM_DELAY
+        """Cycles from accepting a row to presenting its result, without stalls: the input
+        register, one per row and column of PEs, the PE's product registers, and the result
+        buffer."""
+        return self._cfg.rows + self._cfg.cols + ProcessingElement.PSUM_DELAY + 1
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -177,7 +178,8 @@ class SystolicArray(wiring.Component):
                 m.d.sync += [drain_left.eq(rows), drain_row.eq(0), draining.eq(1),
                              drain_last.eq(rows == 1)]
 
-        # Skew: lane i enters i cycles late, column j enters j cycles late ---------------------
+        # Skew: lane i enters i + 1 cycles late, column j enters j + 1 cycles late (a register
+        # after the input control, so that no PE loads straight from a.ready or b.ready) ----
 
         def delayed(sig, n, name):
             for k in range(n):
@@ -196,8 +198,8 @@ class SystolicArray(wiring.Component):
                 m.submodules[f"pe_{i}_{j}"] = pe
                 m.d.comb += [
                     pe.en.eq(advance),
-                    pe.a_i.eq(delayed(west[i], i, f"skew_a{i}") if j == 0 else pes[i][j - 1].a_o),
-                    pe.b_i.eq(delayed(north[j], j, f"skew_b{j}") if i == 0 else pes[i - 1][j].b_o),
+                    pe.a_i.eq(delayed(west[i], i + 1, f"skew_a{i}") if j == 0 else pes[i][j - 1].a_o),
+                    pe.b_i.eq(delayed(north[j], j + 1, f"skew_b{j}") if i == 0 else pes[i - 1][j].b_o),
                     pe.psum_i.eq(0 if i == 0 else pes[i - 1][j].psum_o),
                 ]
 

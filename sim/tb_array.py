@@ -176,8 +176,9 @@ async def mixed_dataflows_backpressure(dut):
 async def ws_back_to_back_timing(dut):
     """Back-to-back weight-stationary tiles with full weight tiles: tile i starts
     max(M_i, rows) cycles after tile i-1 (M_i cycles once M_i >= rows: no bubble at the weight
-    switch), and each result leaves rows + cols + PSUM_DELAY cycles after its A row entered
-    (a cycle per PE row and column, the PE's product registers, and the result buffer)."""
+    switch), and each result leaves rows + cols + PSUM_DELAY + 1 cycles after its A row
+    entered (the input register, a cycle per PE row and column, the PE's product registers,
+    and the result buffer)."""
     cfg = load_config()
     rng, n_tiles, max_m = _settings()
     ms = [int(m) for m in rng.integers(1, max_m, size=n_tiles, endpoint=True)]
@@ -204,7 +205,7 @@ async def ws_back_to_back_timing(dut):
     got_start = [a_when[f] for f in firsts]
     assert got_start == start, f"tile start cycles {got_start}, expected {start}"
     got_out = [out[f][0] for f in firsts]
-    want_out = [s + cfg.rows + cfg.cols + ProcessingElement.PSUM_DELAY for s in start]
+    want_out = [s + cfg.rows + cfg.cols + ProcessingElement.PSUM_DELAY + 1 for s in start]
     assert got_out == want_out, f"first result cycles {got_out}, expected {want_out}"
     for i, m in enumerate(ms[:-1]):
         if m >= cfg.rows:
