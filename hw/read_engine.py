@@ -5,6 +5,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Signature, Burst, Resp
+from .skid import SkidBuffer
 from .transfer import (
     TAG_BITS,
     Beat,
@@ -284,7 +285,9 @@ class ReadEngine(wiring.Component):
                 q.ready.eq(planner.desc.ready | q_invalid),
                 port.stop.eq(stop),
             ]
-            wiring.connect(m, planner.burst, port.burst)
+            skid = m.submodules[f"bursts{p}"] = reset(SkidBuffer(BurstRequest(cfg)))
+            wiring.connect(m, planner.burst, skid.i)
+            wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             ports.append(port)
             if k > 1:
@@ -380,7 +383,11 @@ class ReadEngine(wiring.Component):
         m.d.comb += stop.eq(resp != Resp.OKAY)
         for port in ports:
             m.d.comb += port.stop_tag.eq(err_tag)
-        quiet = Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all()
+        # Quiet: nothing in flight, and no burst of an earlier transfer waiting to be issued
+        # (those of the failing transfer and later ones wait until the datapath resets).
+        skids = [m.submodules[f"bursts{p}"].o for p in range(N)]
+        quiet = (Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all() &
+                 ~Cat(s.valid & before(s.payload.tag, err_tag) for s in skids).any())
         with m.If(at_failure & quiet & statuses.w_rdy):
             m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
                          status_in.resp.eq(resp), status_in.addr.eq(err_addr)]

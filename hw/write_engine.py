@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import Burst, Resp
 from .read_engine import global_addr, memory_ports, port_signature
+from .skid import SkidBuffer
 from .transfer import (
     Beat,
     BeatPlanner,
@@ -186,7 +187,9 @@ class WriteEngine(wiring.Component):
         for p in range(N):
             planner = m.submodules[f"planner{p}"] = reset(BurstPlanner(cfg, p))
             port = m.submodules[f"port{p}"] = reset(WritePort(cfg))
-            wiring.connect(m, planner.burst, port.burst)
+            skid = m.submodules[f"bursts{p}"] = reset(SkidBuffer(BurstRequest(cfg)))
+            wiring.connect(m, planner.burst, skid.i)
+            wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             m.d.comb += port.stop.eq(stop)
             if k == 1:
@@ -270,6 +273,7 @@ class WriteEngine(wiring.Component):
         d = self.desc.payload
         invalid = (d.rows == 0) | (d.row_bytes == 0)
         idle = (Cat(pl.idle for pl in planners).all() & beats.idle &
+                Cat(~m.submodules[f"bursts{p}"].o.valid for p in range(N)).all() &
                 Cat(~busy for _, busy in waiting).all() & Cat(~pt.busy for pt in ports).all())
         resp = Signal(2)
         err_addr = Signal(cfg.addr_width)
