@@ -273,7 +273,12 @@ class BeatPlan(data.StructLayout):
 
 
 class BeatPlanner(wiring.Component):
-    """Walks a transfer stripe by stripe, one stripe per cycle."""
+    """Walks a transfer stripe by stripe, one stripe per cycle.
+
+    The row's end is kept as registers of the stripes left in the row (whose sign marks the
+    last stripe) and of its last byte's offset in its stripe, so that each stripe's plan
+    comes from registers and small arithmetic; moving to the next row takes one address-wide
+    carry chain (``row_addr + stride``) in parallel with small ones."""
 
     def __init__(self, cfg):
         self._cfg = cfg
@@ -288,19 +293,31 @@ class BeatPlanner(wiring.Component):
         S, W, ls = cfg.stripe_bytes, cfg.port_bytes, _log2(cfg.stripe_bytes)
         m = Module()
 
-        desc = Signal(Descriptor(cfg))
-        row_addr = Signal(cfg.addr_width)
+        rb = Shape.cast(Descriptor(cfg)["row_bytes"].shape).width
+        stride = Signal(cfg.addr_width)
         rows_left = Signal(16)
-        stripe = Signal(cfg.addr_width)
+        row_addr = Signal(cfg.addr_width)
+        stripe = Signal(cfg.addr_width - ls)
+        # Of row_bytes - 1: its stripes (floor) and one fewer, and its bytes past them.
+        span_hi = Signal(rb - ls)
+        span_hi_m1 = Signal(signed(rb - ls + 1))
+        span_lo = Signal(ls)
+        left = Signal(signed(rb - ls + 2))  # stripes of the row after this one, minus one
+        end_lo = Signal(ls)                 # offset of the row's last byte in its stripe
+        first = Signal()                    # this stripe is the row's first
 
-        row_end = row_addr + desc.row_bytes - 1
-        s0 = row_addr >> ls
-        s1 = row_end[ls:cfg.addr_width]
+        def start_row(addr_lo, hi, hi_m1, lo):
+            # a row whose first byte is at ``addr_lo`` in its stripe
+            end = Signal(ls + 1)
+            m.d.comb += end.eq(addr_lo + lo)
+            m.d.sync += [left.eq(Mux(end[ls], hi, hi_m1)), end_lo.eq(end[:ls]), first.eq(1)]
+
+        last = left[-1]
         lo = Signal(range(S))
         hi = Signal(range(S + 1))       # bytes [lo, hi) of this stripe belong to the row
         m.d.comb += [
-            lo.eq(Mux(stripe == s0, row_addr[:ls], 0)),
-            hi.eq(Mux(stripe == s1, row_end[:ls] + 1, S)),
+            lo.eq(Mux(first, row_addr[:ls], 0)),
+            hi.eq(Mux(last, end_lo + 1, S)),
         ]
         plan = self.plan.payload
         for i in range(S):
@@ -311,26 +328,36 @@ class BeatPlanner(wiring.Component):
         if ln:
             m.d.comb += plan.port.eq((stripe << ls)[lG:lG + ln])
         m.d.comb += [
-            plan.last.eq(stripe == s1),
-            plan.end.eq((stripe == s1) & (rows_left == 1)),
+            plan.last.eq(last),
+            plan.end.eq(last & (rows_left == 1)),
         ]
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.desc.ready.eq(1), self.idle.eq(1)]
+                d = self.desc.payload
+                span = Signal(rb)                   # row_bytes - 1
+                span_m1 = Signal(signed(rb + 1))    # row_bytes - 1 - S
+                m.d.comb += [span.eq(d.row_bytes - 1), span_m1.eq(d.row_bytes - (S + 1))]
                 with m.If(self.desc.valid):
-                    m.d.sync += [desc.eq(self.desc.payload), row_addr.eq(self.desc.payload.addr),
-                                 rows_left.eq(self.desc.payload.rows),
-                                 stripe.eq(self.desc.payload.addr >> ls)]
+                    m.d.sync += [stride.eq(d.stride), row_addr.eq(d.addr),
+                                 rows_left.eq(d.rows), stripe.eq(d.addr >> ls),
+                                 span_hi.eq(span[ls:]), span_lo.eq(span[:ls]),
+                                 span_hi_m1.eq(span_m1 >> ls)]
+                    start_row(d.addr[:ls], span[ls:], span_m1 >> ls, span[:ls])
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.plan.valid.eq(1)
                 with m.If(self.plan.ready):
-                    m.d.sync += stripe.eq(stripe + 1)
-                    with m.If(stripe == s1):
-                        next_addr = row_addr + desc.stride
+                    m.d.sync += [stripe.eq(stripe + 1), left.eq(left - 1), first.eq(0)]
+                    with m.If(last):
+                        next_addr = Signal(cfg.addr_width)
+                        next_lo = Signal(ls)
+                        m.d.comb += [next_addr.eq(row_addr + stride),
+                                     next_lo.eq(row_addr[:ls] + stride[:ls])]
                         m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(next_addr),
                                      stripe.eq(next_addr >> ls)]
+                        start_row(next_lo, span_hi, span_hi_m1, span_lo)
                         with m.If(rows_left == 1):
                             m.next = "IDLE"
         return m

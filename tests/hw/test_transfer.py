@@ -15,6 +15,15 @@ def cfg_for(ports, port_width=64, burst_len=4, granule=0):
                        reads_in_flight=8, axi_ids=4, addr_width=24, interleave_bytes=granule)
 
 
+def run_bounded(sim, done, cycles):
+    """Run ``sim`` (1 MHz clock) until ``done()``; fail after ``cycles`` cycles."""
+    for k in range(1, cycles // 500 + 2):
+        sim.run_until(k * 500e-6)
+        if done():
+            return
+    raise AssertionError(f"not done after {cycles} cycles")
+
+
 def plan_bursts(cfg, port, descs, count, rng=None, stall=0.0):
     """The bursts ``(addr, beats, last)`` of ``descs`` on ``port``, and the cycle each was
     taken in (descriptors always offered)."""
@@ -31,7 +40,7 @@ def plan_bursts(cfg, port, descs, count, rng=None, stall=0.0):
     sim.add_clock(1e-6)
     sim.add_testbench(feed)
     sim.add_testbench(take)
-    sim.run()
+    run_bounded(sim, lambda: "b" in got, 20 * count + 2000)
     return [(int(b.addr), int(b.len) + 1, int(b.last)) for b in got["b"]], got["t"]
 
 
@@ -157,12 +166,7 @@ def _split(cfg, words):
     return bursts
 
 
-@pytest.mark.parametrize("granule", [8, 16, 256])
-@pytest.mark.parametrize("ports", [1, 2, 4])
-def test_stripe_plan_matches_reference(ports, granule):
-    cfg = cfg_for(ports, granule=granule)
-    rng = np.random.default_rng(10 + ports)
-    descs = [random_descriptor(rng, 1 << 20, 3000) for _ in range(6)]
+def check_stripes(cfg, descs, rng):
     want = [s for d in descs for s in stripes(d, cfg.stripe_bytes)]
     dut = BeatPlanner(cfg)
     got = {}
@@ -177,8 +181,8 @@ def test_stripe_plan_matches_reference(ports, granule):
     sim.add_clock(1e-6)
     sim.add_testbench(feed)
     sim.add_testbench(take)
-    sim.run()
-    W = cfg.port_bytes
+    run_bounded(sim, lambda: "p" in got, 20 * len(want) + 2000)
+    W, ports, granule = cfg.port_bytes, cfg.mem_ports, cfg.interleave_bytes
     for plan, (s, lo, hi, last, end) in zip(got["p"], want, strict=True):
         assert int(plan.mask) == (1 << hi) - (1 << lo)
         assert [int(plan.lanes) >> p & 1 for p in range(ports)] == \
@@ -186,3 +190,26 @@ def test_stripe_plan_matches_reference(ports, granule):
         assert (plan.last, plan.end) == (last, end)
         if ports > 1:       # the port of the stripe's first byte
             assert plan.port == locate(s * cfg.stripe_bytes, granule, ports)[0]
+
+
+@pytest.mark.parametrize("granule", [8, 16, 256])
+@pytest.mark.parametrize("ports", [1, 2, 4])
+def test_stripe_plan_matches_reference(ports, granule):
+    cfg = cfg_for(ports, granule=granule)
+    rng = np.random.default_rng(10 + ports)
+    descs = [random_descriptor(rng, 1 << 20, 3000) for _ in range(6)]
+    check_stripes(cfg, descs, rng)
+
+
+@pytest.mark.parametrize("ports", [1, 4])
+def test_stripe_plan_corners(ports):
+    # rows of one byte, one stripe and a byte more or less, at every offset in a stripe;
+    # strides that are and are not whole stripes
+    cfg = cfg_for(ports)
+    S = cfg.stripe_bytes
+    rng = np.random.default_rng(20 + ports)
+    descs = [{"addr": 5 * S + off, "rows": rows, "row_bytes": n, "stride": stride}
+             for n in (1, S - 1, S, S + 1, 2 * S, 3 * S - 1)
+             for off in (0, 1, S - 1)
+             for rows, stride in ((1, 0), (3, n), (2, 4 * S + 3))]
+    check_stripes(cfg, descs, rng)
