@@ -216,16 +216,19 @@ class BurstPlanner(wiring.Component):
 
         def plan(t, lo, pg, cap, name):
             # The burst from a word ``pg`` below its page end (``cap`` beats at most), with
-            # ``t + M + 1`` words left in the row (``lo`` modulo 2**k), and what is left after.
+            # ``t + M + 1`` words left in the row (``lo`` modulo 2**k), and what is left after
+            # it. A burst that does not end the row has ``cap`` beats, so what is left after
+            # it (all that matters) takes no compare.
             big = t[-1] == 0                # more words than any burst
+            short = ~big & (lo < cap)
             n = Signal(range(M + 1), name=f"{name}_beats")
             n_len = Signal(8, name=f"{name}_len")
             nxt_pg = Signal(lp, name=f"{name}_pg")
-            m.d.comb += [n.eq(Mux(~big & (lo < cap), lo, cap)), n_len.eq(n - 1),
-                         nxt_pg.eq(pg - n)]
+            m.d.comb += [n.eq(Mux(short, lo, cap)), n_len.eq(Mux(short, lo - 1, cap - 1)),
+                         nxt_pg.eq(pg - cap)]
             return {"beats": n, "len": n_len, "last": ~big & (lo <= cap),
                     "t": t - cap,           # exact while big; stays negative after
-                    "lo": (lo - n)[:k], "pg": nxt_pg, "cap": cap_of(nxt_pg)}
+                    "lo": (lo - cap)[:k], "pg": nxt_pg, "cap": cap_of(nxt_pg)}
 
         row = plan(b_t, b_lo, b_pg, b_cap, "row")
         more = plan(t, lo, pg, cap, "more")
