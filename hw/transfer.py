@@ -306,21 +306,35 @@ class BeatPlanner(wiring.Component):
         span_hi_m1 = Signal(signed(rb - ls + 1))
         span_lo = Signal(ls)
         left = Signal(signed(rb - ls + 2))  # stripes of the row after this one, minus one
-        end_lo = Signal(ls)                 # offset of the row's last byte in its stripe
+        end_hi = Signal(range(1, S + 1))    # offset of the row's last byte in its stripe, + 1
         first = Signal()                    # this stripe is the row's first
 
-        def start_row(addr_lo, hi, hi_m1, lo):
-            # a row whose first byte is at ``addr_lo`` in its stripe
-            end = Signal(ls + 1)
-            m.d.comb += end.eq(addr_lo + lo)
-            m.d.sync += [left.eq(Mux(end[ls], hi, hi_m1)), end_lo.eq(end[:ls]), first.eq(1)]
+        def row_start(addr_lo, hi, hi_m1, lo, name):
+            # left and end_hi of a row whose first byte is at ``addr_lo`` in its stripe,
+            # worked out whether or not the row starts (only the registers' enables wait)
+            end = Signal(ls + 1, name=f"{name}_end")
+            row_left = Signal.like(left, name=f"{name}_left")
+            row_end_hi = Signal.like(end_hi, name=f"{name}_end_hi")
+            m.d.comb += [end.eq(addr_lo + lo), row_left.eq(Mux(end[ls], hi, hi_m1)),
+                         row_end_hi.eq(end[:ls] + 1)]
+            return [left.eq(row_left), end_hi.eq(row_end_hi), first.eq(1)]
+
+        d = self.desc.payload
+        span = Signal(rb)                   # row_bytes - 1
+        span_m1 = Signal(signed(rb + 1))    # row_bytes - 1 - S
+        next_addr = Signal(cfg.addr_width)
+        next_lo = Signal(ls)                # next_addr[:ls], from a carry chain of its own
+        m.d.comb += [span.eq(d.row_bytes - 1), span_m1.eq(d.row_bytes - (S + 1)),
+                     next_addr.eq(row_addr + stride), next_lo.eq(row_addr[:ls] + stride[:ls])]
+        desc_row = row_start(d.addr[:ls], span[ls:], span_m1 >> ls, span[:ls], "desc")
+        next_row = row_start(next_lo, span_hi, span_hi_m1, span_lo, "next")
 
         last = left[-1]
         lo = Signal(range(S))
         hi = Signal(range(S + 1))       # bytes [lo, hi) of this stripe belong to the row
         m.d.comb += [
             lo.eq(Mux(first, row_addr[:ls], 0)),
-            hi.eq(Mux(last, end_lo + 1, S)),
+            hi.eq(Mux(last, end_hi, S)),
         ]
         plan = self.plan.payload
         for i in range(S):
@@ -338,29 +352,21 @@ class BeatPlanner(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.desc.ready.eq(1), self.idle.eq(1)]
-                d = self.desc.payload
-                span = Signal(rb)                   # row_bytes - 1
-                span_m1 = Signal(signed(rb + 1))    # row_bytes - 1 - S
-                m.d.comb += [span.eq(d.row_bytes - 1), span_m1.eq(d.row_bytes - (S + 1))]
                 with m.If(self.desc.valid):
                     m.d.sync += [stride.eq(d.stride), row_addr.eq(d.addr),
                                  rows_left.eq(d.rows), stripe.eq(d.addr >> ls),
                                  span_hi.eq(span[ls:]), span_lo.eq(span[:ls]),
                                  span_hi_m1.eq(span_m1 >> ls)]
-                    start_row(d.addr[:ls], span[ls:], span_m1 >> ls, span[:ls])
+                    m.d.sync += desc_row
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.plan.valid.eq(1)
                 with m.If(self.plan.ready):
                     m.d.sync += [stripe.eq(stripe + 1), left.eq(left - 1), first.eq(0)]
                     with m.If(last):
-                        next_addr = Signal(cfg.addr_width)
-                        next_lo = Signal(ls)
-                        m.d.comb += [next_addr.eq(row_addr + stride),
-                                     next_lo.eq(row_addr[:ls] + stride[:ls])]
                         m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(next_addr),
                                      stripe.eq(next_addr >> ls)]
-                        start_row(next_lo, span_hi, span_hi_m1, span_lo)
+                        m.d.sync += next_row
                         with m.If(rows_left == 1):
                             m.next = "IDLE"
         return m
