@@ -71,30 +71,44 @@ class WritePort(wiring.Component):
         issue = Signal(range(S))
         outstanding = Signal(range(S + 1))
         reserved = Signal(range(1 << 16))     # words of issued bursts not yet sent
+        # Words waiting and not reserved as of the cycle before, less what it issued: never
+        # more than now (words leave only for issued bursts), and a register, so that the
+        # issue takes no carry chain but a compare with AWLEN.
+        spare = Signal(range(1 << 16))
+        enough = (spare[8:] != 0) | (spare[:8] > self.burst.payload.len)
 
         load = Signal()
         m.d.comb += [
-            load.eq((~axi.awvalid | axi.awready) & ~self.stop & (outstanding < S) &
-                    (self.avail >= reserved + self.burst.payload.len + 1)),
+            load.eq((~axi.awvalid | axi.awready) & ~self.stop & (outstanding < S) & enough),
             self.burst.ready.eq(load),
             axi.awsize.eq(_log2(cfg.port_bytes)),
             axi.awburst.eq(Burst.INCR),
         ]
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += axi.awvalid.eq(0)
-        m.d.sync += reserved.eq(reserved + Mux(load & self.burst.valid,
-                                               self.burst.payload.len + 1, 0)
-                                - (self.word.valid & self.word.ready))
+        # every sum from registers, picked by the late issue and take
+        taken = self.word.valid & self.word.ready
+        grown = reserved + self.burst.payload.len
+        m.d.sync += reserved.eq(Mux(load & self.burst.valid,
+                                    Mux(taken, grown, grown + 1),
+                                    Mux(taken, reserved - 1, reserved)))
         with m.If(load & self.burst.valid):
             m.d.sync += [
                 axi.awvalid.eq(1),
                 axi.awaddr.eq(self.burst.payload.addr),
                 axi.awlen.eq(self.burst.payload.len),
                 axi.awid.eq(issue % K),
-                slot_addr[issue].eq(self.burst.payload.addr),
                 issue.eq(Mux(issue == S - 1, 0, issue + 1)),
             ]
         started = load & self.burst.valid
+        free = self.avail - reserved
+        m.d.sync += spare.eq(Mux(started, free - (self.burst.payload.len + 1), free))
+        # The slot takes the address a cycle later, from AWADDR (its B is cycles away).
+        slot_we = Signal()
+        slot_at = Signal(range(S))
+        m.d.sync += [slot_we.eq(started), slot_at.eq(issue)]
+        with m.If(slot_we):
+            m.d.sync += slot_addr[slot_at].eq(axi.awaddr)
 
         # W: lengths of accepted bursts, in order; a register stage holds each beat stable.
         # After stop, the bursts already issued are completed with empty beats (WSTRB 0),
