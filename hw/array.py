@@ -196,10 +196,12 @@ class SystolicArray(wiring.Component):
             for j in range(C):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
+                west_in = delayed(west[i], i + 1, f"skew_a{i}") if j == 0 else pes[i][j - 1].a_o
+                north_in = delayed(north[j], j + 1, f"skew_b{j}") if i == 0 else pes[i - 1][j].b_o
                 m.d.comb += [
                     pe.en.eq(advance),
-                    pe.a_i.eq(delayed(west[i], i + 1, f"skew_a{i}") if j == 0 else pes[i][j - 1].a_o),
-                    pe.b_i.eq(delayed(north[j], j + 1, f"skew_b{j}") if i == 0 else pes[i - 1][j].b_o),
+                    pe.a_i.eq(west_in),
+                    pe.b_i.eq(north_in),
                     pe.psum_i.eq(0 if i == 0 else pes[i - 1][j].psum_o),
                 ]
 

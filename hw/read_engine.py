@@ -5,6 +5,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import AXI4Signature, Burst, Resp
+from .skid import SkidBuffer
 from .transfer import (
     TAG_BITS,
     Beat,
@@ -66,7 +67,8 @@ class ReadPort(wiring.Component):
     outstanding : Out(range)
         Bursts issued whose last beat has not arrived.
     resp, err_addr, err_tag : Out
-        First non-OKAY response, the port address of its beat and its transfer.
+        First non-OKAY response, the port address of its beat and its transfer (a cycle
+        after the beat).
     """
 
     def __init__(self, cfg):
@@ -112,17 +114,26 @@ class ReadPort(wiring.Component):
         ]
         with m.If(axi.arvalid & axi.arready):
             m.d.sync += axi.arvalid.eq(0)
+        ar_tag = Signal(TAG_BITS)
+        ar_last = Signal()
         with m.If(load & self.burst.valid):
             m.d.sync += [
                 axi.arvalid.eq(1),
                 axi.araddr.eq(self.burst.payload.addr),
                 axi.arlen.eq(self.burst.payload.len),
                 axi.arid.eq(issue % K),
-                slot_len[issue].eq(self.burst.payload.len),
-                slot_addr[issue].eq(self.burst.payload.addr),
-                slot_tag[issue].eq(self.burst.payload.tag),
+                ar_tag.eq(self.burst.payload.tag),
+                ar_last.eq(self.burst.payload.last),
                 issue.eq(Mux(issue == S - 1, 0, issue + 1)),
             ]
+        # The slot takes the burst a cycle later, from the AR registers: its first beat comes
+        # a cycle after AR is accepted at the earliest.
+        slot_we = Signal()
+        slot_at = Signal(range(S))
+        m.d.sync += [slot_we.eq(load & self.burst.valid), slot_at.eq(issue)]
+        with m.If(slot_we):
+            m.d.sync += [slot_len[slot_at].eq(axi.arlen), slot_addr[slot_at].eq(axi.araddr),
+                         slot_tag[slot_at].eq(ar_tag)]
 
         # R: every beat goes to the slot its ID is known to be working on.
         rx_slot = Array(Signal(range(S), init=i, name=f"rx_slot{i}") for i in range(K))
@@ -137,6 +148,10 @@ class ReadPort(wiring.Component):
             wr.en.eq(axi.rvalid),
         ]
         completed = Signal()
+        caught = Signal()
+        caught_resp = Signal(2)
+        caught_slot = Signal(range(S))
+        caught_beat = Signal(range(B))
         with m.If(axi.rvalid):
             with m.If(axi.rlast):
                 m.d.comb += completed.eq(1)
@@ -144,9 +159,15 @@ class ReadPort(wiring.Component):
                              slot.eq(Mux(slot >= S - K, slot + K - S, slot + K))]
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
-            with m.If((axi.rresp != Resp.OKAY) & (self.resp == Resp.OKAY)):
-                m.d.sync += [self.resp.eq(axi.rresp), self.err_tag.eq(slot_tag[slot]),
-                             self.err_addr.eq(slot_addr[slot] + (beat << _log2(cfg.port_bytes)))]
+            with m.If((axi.rresp != Resp.OKAY) & ~caught):
+                m.d.sync += [caught.eq(1), caught_resp.eq(axi.rresp), caught_slot.eq(slot),
+                             caught_beat.eq(beat)]
+        # The first error is reported a cycle after its beat, from registers (its slot is in
+        # flight until then, so its address and tag stay).
+        with m.If(caught & (self.resp == Resp.OKAY)):
+            m.d.sync += [self.resp.eq(caught_resp), self.err_tag.eq(slot_tag[caught_slot]),
+                         self.err_addr.eq(slot_addr[caught_slot] +
+                                          (caught_beat << _log2(cfg.port_bytes)))]
         started = axi.arvalid & axi.arready
         m.d.sync += self.outstanding.eq(self.outstanding + started - completed)
 
@@ -165,8 +186,8 @@ class ReadPort(wiring.Component):
         else:
             k, lk = cfg.segment_words, _log2(cfg.segment_words)
             slot_last = Array(Signal(name=f"slot_last{i}") for i in range(S))
-            with m.If(load & self.burst.valid):
-                m.d.sync += slot_last[issue].eq(self.burst.payload.last)
+            with m.If(slot_we):
+                m.d.sync += slot_last[slot_at].eq(ar_last)
             pos = Signal(lk)
             end = Signal()
             m.d.comb += [self.word.payload.data.eq(rd.data), self.word.payload.pos.eq(pos),
@@ -185,7 +206,11 @@ class ReadPort(wiring.Component):
                 m.d.sync += head_beat.eq(head_beat + 1)
         with m.Elif(self.word.ready):
             m.d.sync += self.word.valid.eq(0)
-        m.d.sync += in_use.eq(in_use + (load & self.burst.valid) - freed)
+        # in_use + 1, - 1 or as it is, picked late
+        with m.If((load & self.burst.valid) & ~freed):
+            m.d.sync += in_use.eq(in_use + 1)
+        with m.Elif(freed & ~(load & self.burst.valid)):
+            m.d.sync += in_use.eq(in_use - 1)
         return m
 
 
@@ -284,7 +309,9 @@ class ReadEngine(wiring.Component):
                 q.ready.eq(planner.desc.ready | q_invalid),
                 port.stop.eq(stop),
             ]
-            wiring.connect(m, planner.burst, port.burst)
+            skid = m.submodules[f"bursts{p}"] = reset(SkidBuffer(BurstRequest(cfg)))
+            wiring.connect(m, planner.burst, skid.i)
+            wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             ports.append(port)
             if k > 1:
@@ -380,7 +407,11 @@ class ReadEngine(wiring.Component):
         m.d.comb += stop.eq(resp != Resp.OKAY)
         for port in ports:
             m.d.comb += port.stop_tag.eq(err_tag)
-        quiet = Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all()
+        # Quiet: nothing in flight, and no burst of an earlier transfer waiting to be issued
+        # (those of the failing transfer and later ones wait until the datapath resets).
+        skids = [m.submodules[f"bursts{p}"].o for p in range(N)]
+        quiet = (Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all() &
+                 ~Cat(s.valid & before(s.payload.tag, err_tag) for s in skids).any())
         with m.If(at_failure & quiet & statuses.w_rdy):
             m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
                          status_in.resp.eq(resp), status_in.addr.eq(err_addr)]

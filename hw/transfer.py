@@ -85,7 +85,16 @@ class BurstPlanner(wiring.Component):
     Port ``port`` owns the granules ``j`` (of ``interleave_bytes``) with
     ``j % mem_ports == port``; its words within one row are contiguous in its own address
     space. A burst is at most ``burst_len`` beats and never crosses a 4 KiB page of the port's
-    address space. Takes one cycle per row and one per burst.
+    address space.
+
+    A pipeline in which no cycle holds more than one address-wide carry chain: the row
+    generator steps through the rows of a transfer; stage A finds the port's first and last
+    word of a row; stage B the row's length, the room to the end of the first burst's page
+    and whether the row is longer than any burst; the burst stage holds the burst on offer
+    and works out the next one from registers of the words left in the row and to the page.
+    A burst is offered every cycle and a row without words of this port takes one; the first
+    burst of a transfer comes four cycles after its descriptor, and the row generator takes
+    the next descriptor the cycle after it started the last row.
     """
 
     def __init__(self, cfg, port):
@@ -97,88 +106,157 @@ class BurstPlanner(wiring.Component):
         })
 
     def elaborate(self, platform):
-        cfg = self._cfg
-        N, lw, ln = cfg.mem_ports, _log2(cfg.port_bytes), _log2(cfg.mem_ports)
-        g, lg = cfg.granule_words, _log2(cfg.granule_words)
-        page_words = max(1, PAGE_BYTES // cfg.port_bytes)
+        cfg, port = self._cfg, self._port
+        aw, B = cfg.addr_width, cfg.burst_len
+        lw, ln, lg = _log2(cfg.port_bytes), _log2(cfg.mem_ports), _log2(cfg.granule_words)
+        gl = lg + ln                        # a global word's lane in its granule, and port
+        hw = aw - lw - gl                   # rounds of granules over all ports
+        pw = lg + hw                        # port word address width
+        P = max(2, PAGE_BYTES // cfg.port_bytes)
+        M = min(B, P)                       # the most beats a burst can have
+        lp, lc = _log2(P), _log2(M)
+        k = lc + 1                          # bits of a count of at most M words
+        sw = max(pw, k, lp) + 3             # signed port words and word counts
         m = Module()
 
-        desc = Signal(Descriptor(cfg))
-        row_addr = Signal(cfg.addr_width)
+        def cap_of(pg):
+            # most beats of a burst from a word ``pg`` words (0 for P) below its page's end
+            to_page = Mux(pg == 0, P, pg)
+            return to_page if B >= P else Mux((pg == 0) | (pg > B), B, pg)
+
+        # -- Row generator: the rows of a transfer, one per cycle the pipeline advances. ----
+        adv = Signal()
+        busy = Signal()
         rows_left = Signal(16)
-        word = Signal(cfg.addr_width)        # next port word of this row
-        last = Signal(cfg.addr_width)        # last port word of this row
-
-        # This port's global words within the current row [row_addr, row_addr + row_bytes).
-        w0 = row_addr >> lw
-        w1 = (row_addr + desc.row_bytes - 1)[lw:cfg.addr_width]
-        first_w = Signal(cfg.addr_width + 1)
-        last_w = Signal(cfg.addr_width + 1)
-        if g == 1:
-            m.d.comb += [
-                first_w.eq(w0 + ((self._port - w0) & (N - 1))),
-                last_w.eq(w1 - ((w1 - self._port) & (N - 1))),
-            ]
-        else:
-            # Granules to skip forward from the first (back from the last) to reach this port.
-            j0, j1 = w0 >> lg, w1 >> lg
-            d0 = Signal(max(ln, 1))
-            d1 = Signal(max(ln, 1))
-            m.d.comb += [d0.eq((self._port - j0) & (N - 1)), d1.eq((j1 - self._port) & (N - 1))]
-            m.d.comb += [
-                first_w.eq(Mux(d0 == 0, w0, (j0 + d0) << lg)),
-                last_w.eq(Mux(d1 == 0, w1, Cat(C(g - 1, lg), j1 - d1))),
-            ]
-        has_words = first_w <= w1
-
-        def port_word(w):
-            return w >> ln if g == 1 else Cat(w[:lg], w[lg + ln:])
-
-        # beats = min(burst_len, words left in the row, words left in the 4 KiB page)
-        to_page = page_words - (word & (page_words - 1))
-        remaining = last - word + 1
-        capped = Signal(range(cfg.burst_len + 1))
-        beats = Signal(range(cfg.burst_len + 1))
-        m.d.comb += [
-            capped.eq(Mux(remaining < cfg.burst_len, remaining, cfg.burst_len)),
-            beats.eq(Mux(to_page < capped, to_page, capped)),
-        ]
-
+        stride = Signal(aw)
+        row_addr = Signal(aw)               # the row's first byte
+        row_lim = Signal(aw)                # one past its last byte, modulo 2**aw
         tag = Signal(TAG_BITS)
-        m.d.comb += [
-            self.burst.payload.addr.eq(word << lw),
-            self.burst.payload.len.eq(beats - 1),
-            self.burst.payload.tag.eq(tag),
-            self.burst.payload.last.eq(word + beats > last),
-        ]
-
-        def next_row():
-            m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(row_addr + desc.stride)]
+        d = self.desc.payload
+        m.d.comb += self.desc.ready.eq(~busy)
+        with m.If(self.desc.valid & ~busy):
+            m.d.sync += [busy.eq(1), rows_left.eq(d.rows), stride.eq(d.stride),
+                         row_addr.eq(d.addr), row_lim.eq(d.addr + d.row_bytes)]
+        with m.If(busy & adv):
+            m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(row_addr + stride),
+                         row_lim.eq(row_lim + stride)]
             with m.If(rows_left == 1):
-                m.d.sync += tag.eq(tag + 1)
-                m.next = "IDLE"
-            with m.Else():
-                m.next = "ROW"
+                m.d.sync += [busy.eq(0), tag.eq(tag + 1)]
 
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += [self.desc.ready.eq(1), self.idle.eq(1)]
-                with m.If(self.desc.valid):
-                    m.d.sync += [desc.eq(self.desc.payload), row_addr.eq(self.desc.payload.addr),
-                                 rows_left.eq(self.desc.payload.rows)]
-                    m.next = "ROW"
-            with m.State("ROW"):
-                with m.If(has_words):
-                    m.d.sync += [word.eq(port_word(first_w)), last.eq(port_word(last_w))]
-                    m.next = "BURST"
-                with m.Else():
-                    next_row()
-            with m.State("BURST"):
-                m.d.comb += self.burst.valid.eq(1)
-                with m.If(self.burst.ready):
-                    m.d.sync += word.eq(word + beats)
-                    with m.If(word + beats > last):
-                        next_row()
+        # -- Stage A: this port's first and last word of the row. ---------------------------
+        # Global word w is lane w[:lg] of granule w >> lg, on port w[lg:gl], at port word
+        # Cat(w[:lg], w[gl:]) ("rounds" w[gl:]). The row's words are w0 = row_addr >> lw to
+        # w1 = (row_lim - 1) >> lw; w1 is taken apart without a chain of its own.
+        def lanes(low, high):
+            return Cat(low, high) if lg else high
+
+        w0 = row_addr[lw:]
+        j0 = w0[lg:gl]
+        same0, inc0 = (j0 == port, j0 > port) if ln else (C(1, 1), C(0, 1))
+        first = lanes(Mux(same0, w0[:lg], 0), w0[gl:] + inc0)
+
+        lo1 = (row_lim[lw:lw + gl] - (row_lim[:lw] == 0))[:gl]    # w1's lane and port
+        borrow1 = row_lim[:lw + gl] == 0                          # w1's rounds: one fewer
+        top1 = row_lim == 0                 # the row ends at 2**aw: w1 is the last word
+        j1 = lo1[lg:gl]
+        same1, dec1 = (j1 == port, j1 < port) if ln else (C(1, 1), C(0, 1))
+        lane1 = Mux(same1, lo1[:lg], (1 << lg) - 1)
+        if lc >= lg:                        # M words back: M // g rounds back
+            lane1c, back_c = lane1, M >> lg
+        else:                               # within the granule, or one round back
+            lane1c = Cat(lane1[:lc], (lane1[lc:lg] - 1)[:lg - lc])
+            back_c = lane1[lc:lg] == 0
+        rounds1 = Cat(row_lim[lw + gl:], top1)      # w1's rounds plus borrow1
+        back = Signal(range(M + 3), name="back")    # rounds from rounds1 to the last word
+        back_cc = Signal(range(M + 3), name="back_c")
+        m.d.comb += [back.eq(borrow1 + dec1), back_cc.eq(borrow1 + dec1 + back_c)]
+        rounds_l = Signal(signed(sw - lg), name="rounds_last")
+        rounds_c = Signal(signed(sw - lg), name="rounds_last_c")
+        m.d.comb += [rounds_l.eq(rounds1 - back), rounds_c.eq(rounds1 - back_cc)]
+        last = lanes(lane1, rounds_l).as_signed()
+        last_c = lanes(lane1c, rounds_c).as_signed()
+
+        a_valid = Signal()
+        a_tag = Signal(TAG_BITS)
+        a_first = Signal(signed(sw))
+        a_last = Signal(signed(sw))         # this port's last word of the row
+        a_last_c = Signal(signed(sw))       # a_last - M
+        with m.If(adv):
+            m.d.sync += [a_valid.eq(busy), a_tag.eq(tag), a_first.eq(first), a_last.eq(last),
+                         a_last_c.eq(last_c)]
+
+        # -- Stage B: the row's length, and its first word's room to the end of its page. ---
+        b_valid = Signal()
+        b_tag = Signal(TAG_BITS)
+        b_has = Signal()                    # the row has words of this port
+        b_first = Signal(pw)
+        b_t = Signal(signed(sw))            # words of the row - M - 1: >= 0 if more than M
+        b_lo = Signal(k)                    # words of the row, modulo 2**k
+        b_pg = Signal(lp)                   # words to the end of the first word's page, mod P
+        b_cap = Signal(range(M + 1))
+        pg0 = Signal(lp)
+        m.d.comb += pg0.eq(-a_first[:lp])
+        with m.If(adv):
+            m.d.sync += [b_valid.eq(a_valid), b_tag.eq(a_tag), b_has.eq(a_last >= a_first),
+                         b_first.eq(a_first[:pw]), b_t.eq(a_last_c - a_first),
+                         b_lo.eq(a_last[:k] - a_first[:k] + 1), b_pg.eq(pg0),
+                         b_cap.eq(cap_of(pg0))]
+
+        # -- Burst stage: the burst on offer, and what is left of its row after it. ---------
+        valid = Signal()
+        word = Signal(pw)
+        beats = Signal(range(M + 1))
+        length = Signal(8)
+        final = Signal()
+        btag = Signal(TAG_BITS)
+        t = Signal(signed(sw))
+        lo = Signal(k)
+        pg = Signal(lp)
+        cap = Signal(range(M + 1))
+
+        def plan(t, lo, pg, cap, name):
+            # The burst from a word ``pg`` below its page end (``cap`` beats at most), with
+            # ``t + M + 1`` words left in the row (``lo`` modulo 2**k), and what is left after
+            # it. A burst that does not end the row has ``cap`` beats, so what is left after
+            # it (all that matters) takes no compare.
+            big = t[-1] == 0                # more words than any burst
+            short = ~big & (lo < cap)
+            n = Signal(range(M + 1), name=f"{name}_beats")
+            n_len = Signal(8, name=f"{name}_len")
+            nxt_pg = Signal(lp, name=f"{name}_pg")
+            m.d.comb += [n.eq(Mux(short, lo, cap)), n_len.eq(Mux(short, lo - 1, cap - 1)),
+                         nxt_pg.eq(pg - cap)]
+            return {"beats": n, "len": n_len, "last": ~big & (lo <= cap),
+                    "t": t - cap,           # exact while big; stays negative after
+                    "lo": (lo - cap)[:k], "pg": nxt_pg, "cap": cap_of(nxt_pg)}
+
+        row = plan(b_t, b_lo, b_pg, b_cap, "row")
+        more = plan(t, lo, pg, cap, "more")
+
+        def load(x):
+            m.d.sync += [beats.eq(x["beats"]), length.eq(x["len"]), final.eq(x["last"]),
+                         t.eq(x["t"]), lo.eq(x["lo"]), pg.eq(x["pg"]), cap.eq(x["cap"])]
+
+        free = ~valid | self.burst.ready
+        new_row = free & (~valid | final)
+        m.d.comb += adv.eq(~b_valid | new_row)
+        with m.If(new_row & b_valid):
+            m.d.sync += [valid.eq(b_has), word.eq(b_first), btag.eq(b_tag)]
+            load(row)
+        with m.Elif(free & valid & ~final):
+            m.d.sync += word.eq(word + beats)
+            load(more)
+        with m.Elif(free):
+            m.d.sync += valid.eq(0)
+
+        m.d.comb += [
+            self.burst.valid.eq(valid),
+            self.burst.payload.addr.eq(word << lw),
+            self.burst.payload.len.eq(length),
+            self.burst.payload.tag.eq(btag),
+            self.burst.payload.last.eq(final),
+            self.idle.eq(~busy & ~a_valid & ~b_valid & ~valid),
+        ]
         return m
 
 
@@ -198,7 +276,12 @@ class BeatPlan(data.StructLayout):
 
 
 class BeatPlanner(wiring.Component):
-    """Walks a transfer stripe by stripe, one stripe per cycle."""
+    """Walks a transfer stripe by stripe, one stripe per cycle.
+
+    The row's end is kept as registers of the stripes left in the row (whose sign marks the
+    last stripe) and of its last byte's offset in its stripe, so that each stripe's plan
+    comes from registers and small arithmetic; moving to the next row takes one address-wide
+    carry chain (``row_addr + stride``) in parallel with small ones."""
 
     def __init__(self, cfg):
         self._cfg = cfg
@@ -213,19 +296,45 @@ class BeatPlanner(wiring.Component):
         S, W, ls = cfg.stripe_bytes, cfg.port_bytes, _log2(cfg.stripe_bytes)
         m = Module()
 
-        desc = Signal(Descriptor(cfg))
-        row_addr = Signal(cfg.addr_width)
+        rb = Shape.cast(Descriptor(cfg)["row_bytes"].shape).width
+        stride = Signal(cfg.addr_width)
         rows_left = Signal(16)
-        stripe = Signal(cfg.addr_width)
+        row_addr = Signal(cfg.addr_width)
+        stripe = Signal(cfg.addr_width - ls)
+        # Of row_bytes - 1: its stripes (floor) and one fewer, and its bytes past them.
+        span_hi = Signal(rb - ls)
+        span_hi_m1 = Signal(signed(rb - ls + 1))
+        span_lo = Signal(ls)
+        left = Signal(signed(rb - ls + 2))  # stripes of the row after this one, minus one
+        end_hi = Signal(range(1, S + 1))    # offset of the row's last byte in its stripe, + 1
+        first = Signal()                    # this stripe is the row's first
 
-        row_end = row_addr + desc.row_bytes - 1
-        s0 = row_addr >> ls
-        s1 = row_end[ls:cfg.addr_width]
+        def row_start(addr_lo, hi, hi_m1, lo, name):
+            # left and end_hi of a row whose first byte is at ``addr_lo`` in its stripe,
+            # worked out whether or not the row starts (only the registers' enables wait)
+            end = Signal(ls + 1, name=f"{name}_end")
+            row_left = Signal.like(left, name=f"{name}_left")
+            row_end_hi = Signal.like(end_hi, name=f"{name}_end_hi")
+            m.d.comb += [end.eq(addr_lo + lo), row_left.eq(Mux(end[ls], hi, hi_m1)),
+                         row_end_hi.eq(end[:ls] + 1)]
+            return [left.eq(row_left), end_hi.eq(row_end_hi), first.eq(1)]
+
+        d = self.desc.payload
+        span = Signal(rb)                   # row_bytes - 1
+        span_m1 = Signal(signed(rb + 1))    # row_bytes - 1 - S
+        next_addr = Signal(cfg.addr_width)
+        next_lo = Signal(ls)                # next_addr[:ls], from a carry chain of its own
+        m.d.comb += [span.eq(d.row_bytes - 1), span_m1.eq(d.row_bytes - (S + 1)),
+                     next_addr.eq(row_addr + stride), next_lo.eq(row_addr[:ls] + stride[:ls])]
+        desc_row = row_start(d.addr[:ls], span[ls:], span_m1 >> ls, span[:ls], "desc")
+        next_row = row_start(next_lo, span_hi, span_hi_m1, span_lo, "next")
+
+        last = left[-1]
         lo = Signal(range(S))
         hi = Signal(range(S + 1))       # bytes [lo, hi) of this stripe belong to the row
         m.d.comb += [
-            lo.eq(Mux(stripe == s0, row_addr[:ls], 0)),
-            hi.eq(Mux(stripe == s1, row_end[:ls] + 1, S)),
+            lo.eq(Mux(first, row_addr[:ls], 0)),
+            hi.eq(Mux(last, end_hi, S)),
         ]
         plan = self.plan.payload
         for i in range(S):
@@ -236,26 +345,28 @@ class BeatPlanner(wiring.Component):
         if ln:
             m.d.comb += plan.port.eq((stripe << ls)[lG:lG + ln])
         m.d.comb += [
-            plan.last.eq(stripe == s1),
-            plan.end.eq((stripe == s1) & (rows_left == 1)),
+            plan.last.eq(last),
+            plan.end.eq(last & (rows_left == 1)),
         ]
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.desc.ready.eq(1), self.idle.eq(1)]
                 with m.If(self.desc.valid):
-                    m.d.sync += [desc.eq(self.desc.payload), row_addr.eq(self.desc.payload.addr),
-                                 rows_left.eq(self.desc.payload.rows),
-                                 stripe.eq(self.desc.payload.addr >> ls)]
+                    m.d.sync += [stride.eq(d.stride), row_addr.eq(d.addr),
+                                 rows_left.eq(d.rows), stripe.eq(d.addr >> ls),
+                                 span_hi.eq(span[ls:]), span_lo.eq(span[:ls]),
+                                 span_hi_m1.eq(span_m1 >> ls)]
+                    m.d.sync += desc_row
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.plan.valid.eq(1)
                 with m.If(self.plan.ready):
-                    m.d.sync += stripe.eq(stripe + 1)
-                    with m.If(stripe == s1):
-                        next_addr = row_addr + desc.stride
+                    m.d.sync += [stripe.eq(stripe + 1), left.eq(left - 1), first.eq(0)]
+                    with m.If(last):
                         m.d.sync += [rows_left.eq(rows_left - 1), row_addr.eq(next_addr),
                                      stripe.eq(next_addr >> ls)]
+                        m.d.sync += next_row
                         with m.If(rows_left == 1):
                             m.next = "IDLE"
         return m

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import Burst, Resp
 from .read_engine import global_addr, memory_ports, port_signature
+from .skid import SkidBuffer
 from .transfer import (
     Beat,
     BeatPlanner,
@@ -83,11 +84,15 @@ class WritePort(wiring.Component):
         outstanding = Signal(range(S + 1))
         pending = [Signal(range(S + 1), name=f"pending{q}") for q in range(2)]
         reserved = Signal(range(1 << 16))     # words of issued bursts not yet sent
+        # Words waiting and not reserved as of the cycle before, less what it issued: never
+        # more than now (words leave only for issued bursts), and a register, so that the
+        # issue takes no carry chain but a compare with AWLEN.
+        spare = Signal(range(1 << 16))
+        enough = (spare[8:] != 0) | (spare[:8] > self.burst.payload.len)
 
         load = Signal()
         m.d.comb += [
-            load.eq((~axi.awvalid | axi.awready) & ~self.stop & (outstanding < S) &
-                    (self.avail >= reserved + self.burst.payload.len + 1)),
+            load.eq((~axi.awvalid | axi.awready) & ~self.stop & (outstanding < S) & enough),
             self.burst.ready.eq(load),
             axi.awsize.eq(_log2(cfg.port_bytes)),
             axi.awburst.eq(Burst.INCR),
@@ -95,9 +100,12 @@ class WritePort(wiring.Component):
         ]
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += axi.awvalid.eq(0)
-        m.d.sync += reserved.eq(reserved + Mux(load & self.burst.valid,
-                                               self.burst.payload.len + 1, 0)
-                                - (self.word.valid & self.word.ready))
+        # every sum from registers, picked by the late issue and take
+        taken = self.word.valid & self.word.ready
+        grown = reserved + self.burst.payload.len
+        m.d.sync += reserved.eq(Mux(load & self.burst.valid,
+                                    Mux(taken, grown, grown + 1),
+                                    Mux(taken, reserved - 1, reserved)))
         started = load & self.burst.valid
         tag = self.burst.payload.tag[0]
         with m.If(started):
@@ -105,10 +113,17 @@ class WritePort(wiring.Component):
                 axi.awvalid.eq(1),
                 axi.awaddr.eq(self.burst.payload.addr),
                 axi.awlen.eq(self.burst.payload.len),
-                slot_addr[issue].eq(self.burst.payload.addr),
                 slot_tag.bit_select(issue, 1).eq(tag),
                 issue.eq(Mux(issue == S - 1, 0, issue + 1)),
             ]
+        free = self.avail - reserved
+        m.d.sync += spare.eq(Mux(started, free - (self.burst.payload.len + 1), free))
+        # The slot takes the address a cycle later, from AWADDR (its B is cycles away).
+        slot_we = Signal()
+        slot_at = Signal(range(S))
+        m.d.sync += [slot_we.eq(started), slot_at.eq(issue)]
+        with m.If(slot_we):
+            m.d.sync += slot_addr[slot_at].eq(axi.awaddr)
 
         # W: lengths of accepted bursts, in order; a register stage holds each beat stable.
         # After stop, the bursts already issued are completed with empty beats (WSTRB 0),
@@ -215,7 +230,9 @@ class WriteEngine(wiring.Component):
         for p in range(N):
             planner = m.submodules[f"planner{p}"] = reset(BurstPlanner(cfg, p))
             port = m.submodules[f"port{p}"] = reset(WritePort(cfg))
-            wiring.connect(m, planner.burst, port.burst)
+            skid = m.submodules[f"bursts{p}"] = reset(SkidBuffer(BurstRequest(cfg)))
+            wiring.connect(m, planner.burst, skid.i)
+            wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             m.d.comb += port.stop.eq(stop)
             if k == 1:
@@ -301,6 +318,7 @@ class WriteEngine(wiring.Component):
         d = self.desc.payload
         invalid = (d.rows == 0) | (d.row_bytes == 0)
         issued = (Cat(pl.idle for pl in planners).all() & beats.idle &
+                  Cat(~m.submodules[f"bursts{p}"].o.valid for p in range(N)).all() &
                   Cat(~busy for _, busy in waiting).all() & Cat(~pt.sending for pt in ports).all())
         quiet = Cat(~pt.busy for pt in ports).all()
         failed = Cat(pt.resp != Resp.OKAY for pt in ports).any()
