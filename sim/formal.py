@@ -566,8 +566,10 @@ HARNESSES = {h.name: h for h in (ReadAXIHarness, WriteAXIHarness, ReadPortOrderH
                                  FanoutOrderHarness, ArbiterRouteHarness)}
 
 #: Default bounded-proof depths (cycles from reset), each about a minute of z3 on a busy
-#: 2-core machine. The engines issue their first burst after 5 cycles and complete a transfer
-#: after 7 (write: 8); solver time grows steeply with depth beyond these.
+#: 2-core machine; solver time grows steeply with depth beyond these. They cover the engines'
+#: first bursts being issued and their data; the first response of a burst comes back after
+#: 11 cycles (write) and 13 (read), since the burst planners are pipelines, so a proof that
+#: also spans the response handling needs ``--depth 14``.
 DEFAULT_DEPTHS = {"read_axi": 9, "write_axi": 8, "read_port_order": 10,
                   "fanout_order": 16, "arbiter_route": 12}
 
