@@ -295,7 +295,7 @@ class ReadEngine(wiring.Component):
         plan_invalid = (plan_desc.payload.rows == 0) | (plan_desc.payload.row_bytes == 0)
 
         k = cfg.segment_words
-        ports, segments = [], []
+        ports, skids, segments = [], [], []
         for p in range(N):
             planner = reset(BurstPlanner(cfg, p))
             port = reset(ReadPort(cfg))
@@ -314,6 +314,7 @@ class ReadEngine(wiring.Component):
             wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             ports.append(port)
+            skids.append(skid)
             if k > 1:
                 gather = m.submodules[f"gather{p}"] = reset(SegmentGather(cfg))
                 wiring.connect(m, port.word, gather.i)
@@ -409,9 +410,8 @@ class ReadEngine(wiring.Component):
             m.d.comb += port.stop_tag.eq(err_tag)
         # Quiet: nothing in flight, and no burst of an earlier transfer waiting to be issued
         # (those of the failing transfer and later ones wait until the datapath resets).
-        skids = [m.submodules[f"bursts{p}"].o for p in range(N)]
         quiet = (Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all() &
-                 ~Cat(s.valid & before(s.payload.tag, err_tag) for s in skids).any())
+                 ~Cat(s.o.valid & before(s.o.payload.tag, err_tag) for s in skids).any())
         with m.If(at_failure & quiet & statuses.w_rdy):
             m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
                          status_in.resp.eq(resp), status_in.addr.eq(err_addr)]

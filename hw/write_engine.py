@@ -100,13 +100,13 @@ class WritePort(wiring.Component):
         ]
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += axi.awvalid.eq(0)
+        started = load & self.burst.valid
         # every sum from registers, picked by the late issue and take
         taken = self.word.valid & self.word.ready
         grown = reserved + self.burst.payload.len
-        m.d.sync += reserved.eq(Mux(load & self.burst.valid,
+        m.d.sync += reserved.eq(Mux(started,
                                     Mux(taken, grown, grown + 1),
                                     Mux(taken, reserved - 1, reserved)))
-        started = load & self.burst.valid
         tag = self.burst.payload.tag[0]
         with m.If(started):
             m.d.sync += [
@@ -226,11 +226,12 @@ class WriteEngine(wiring.Component):
         plan = beats.plan
         split = Signal()
         k = cfg.segment_words
-        planners, ports, waiting = [], [], []
+        planners, skids, ports, waiting = [], [], [], []
         for p in range(N):
             planner = m.submodules[f"planner{p}"] = reset(BurstPlanner(cfg, p))
             port = m.submodules[f"port{p}"] = reset(WritePort(cfg))
             skid = m.submodules[f"bursts{p}"] = reset(SkidBuffer(BurstRequest(cfg)))
+            skids.append(skid)
             wiring.connect(m, planner.burst, skid.i)
             wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
@@ -318,7 +319,7 @@ class WriteEngine(wiring.Component):
         d = self.desc.payload
         invalid = (d.rows == 0) | (d.row_bytes == 0)
         issued = (Cat(pl.idle for pl in planners).all() & beats.idle &
-                  Cat(~m.submodules[f"bursts{p}"].o.valid for p in range(N)).all() &
+                  Cat(~s.o.valid for s in skids).all() &
                   Cat(~busy for _, busy in waiting).all() & Cat(~pt.sending for pt in ports).all())
         quiet = Cat(~pt.busy for pt in ports).all()
         failed = Cat(pt.resp != Resp.OKAY for pt in ports).any()
