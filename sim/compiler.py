@@ -49,8 +49,9 @@ each output block (row blocks outer, column groups inner) and each step:
   ``k = k_step``; accumulating across steps when K needs several.
 
 After the last step of an output block, one STORE per column block writes its rows of C with
-the post-processing. Each phase starts with one LOAD of its bias rows and one of its scale
-rows (those in use).
+the post-processing. Each phase LOADs its bias rows and its scale rows (those in use) once,
+behind the first step's LOADs when the phase has more than one step per output block (STOREs
+wait for the next step), before them otherwise.
 
 Costs (one buffer row per cycle in the load and store engines; a MATMUL about ``max(m, k)``
 cycles): a WS step computes ``group * block_rows`` cycles and loads ``block_rows + group * R``
@@ -76,7 +77,9 @@ accumulator    ``0 .. phase-1`` bias rows, then ``phase`` scale rows (those in u
 Dependency tokens (the double-buffering recipe of :mod:`hw.isa`), for steps ``s = 0 .. S-1``
 and output blocks ``o = 0 .. O-1`` of a phase:
 
-- data ready: the last LOAD of step s pushes, the first MATMUL of step s pops;
+- data ready: the last LOAD of step s pushes, the first MATMUL of step s pops; in the first
+  step of a WS phase, each B tile is its own LOAD and pushes, and each MATMUL pops, so that
+  computing starts once the A block and one tile are in;
 - buffer free: the last MATMUL of step s pushes while ``s + 2 < S``; the first LOAD of step
   ``s + 2`` pops (both halves start free);
 - results ready: in the last step of block o, the last MATMUL of each column block pushes;
@@ -493,19 +496,23 @@ def _phase(geo, tiling, post, addrs, p0, psize):
     C, ab = geo.C, geo.ab
     ops = []
     scale_row0 = tiling.phase if geo.bias else 0
+    tables = []
     if geo.bias:
-        ops.append(("load", dict(buf=Buffer.ACC, buf_addr=0, rows=psize, row_bytes=C * ab,
-                                 addr=addrs["bias_addr"] + p0 * C * ab)))
+        tables.append(("load", dict(buf=Buffer.ACC, buf_addr=0, rows=psize, row_bytes=C * ab,
+                                    addr=addrs["bias_addr"] + p0 * C * ab)))
     if geo.per_column:
-        ops.append(("load", dict(buf=Buffer.ACC, buf_addr=scale_row0, rows=psize,
-                                 row_bytes=C * ab, addr=addrs["scale_addr"] + p0 * C * ab)))
+        tables.append(("load", dict(buf=Buffer.ACC, buf_addr=scale_row0, rows=psize,
+                                    row_bytes=C * ab,
+                                    addr=addrs["scale_addr"] + p0 * C * ab)))
     blocks = [(rows, group) for rows in geo.row_blocks(tiling)
               for group in geo.groups(p0, psize, tiling)]
     ksteps = geo.k_steps(tiling)
     steps = [(o, ks) for o in range(len(blocks)) for ks in range(len(ksteps))]
     ctx = dict(blocks=blocks, ksteps=ksteps, steps=steps, p0=p0, scale_row0=scale_row0)
     pending = _step(geo, tiling, post, addrs, ctx, 0)
-    ops.extend(pending[0])
+    # The tables are only read by STOREs: behind the first step's LOADs when that step's
+    # MATMULs give no results (the next step's LOADs then come after the tables).
+    ops.extend(pending[0] + tables if len(ksteps) > 1 else tables + pending[0])
     for s in range(len(steps)):
         current = pending
         if s + 1 < len(steps):
@@ -529,9 +536,15 @@ def _step(geo, tiling, post, addrs, ctx, s):
     if geo.ws:
         loads.append(dict(buf=Buffer.SPAD_A, buf_addr=spad, rows=mrows, row_bytes=R * ob,
                           addr=addrs["a_addr"] + (ks * geo.M + m0) * R * ob))
-        loads.append(dict(buf=Buffer.SPAD_B, buf_addr=spad, rows=(gsize - 1) * R + kk,
-                          row_bytes=C * ob,
-                          addr=addrs["b_addr"] + (ks * geo.NB + g0) * R * C * ob))
+        b_addr = addrs["b_addr"] + (ks * geo.NB + g0) * R * C * ob
+        if s == 0:
+            # the first step: one LOAD per tile, so that its first MATMUL starts on one tile
+            loads.extend(dict(buf=Buffer.SPAD_B, buf_addr=spad + j * R,
+                              rows=R if j + 1 < gsize else kk, row_bytes=C * ob,
+                              addr=b_addr + j * R * C * ob) for j in range(gsize))
+        else:
+            loads.append(dict(buf=Buffer.SPAD_B, buf_addr=spad, rows=(gsize - 1) * R + kk,
+                              row_bytes=C * ob, addr=b_addr))
         for j in range(gsize):
             n = min(C, geo.N - (g0 + j) * C)
             mms.append((j, dict(dataflow=Dataflow.WS, a_addr=spad, b_addr=spad + j * R,
@@ -557,11 +570,16 @@ def _step(geo, tiling, post, addrs, ctx, s):
                                     accumulate=ks > 0)))
     for load in loads:
         load["stride"] = load["row_bytes"]
-    loads = _merge_loads(loads)
     # Tokens: data ready, buffer free, accumulator free, results ready.
+    if geo.ws and s == 0:
+        # data ready per tile: MATMUL j waits for the A block and tile j only
+        for load, (_, mm) in zip(loads[1:], mms, strict=True):
+            load["push_next"] = mm["pop_prev"] = True
+    else:
+        loads = _merge_loads(loads)
+        loads[-1]["push_next"] = True
+        mms[0][1]["pop_prev"] = True
     loads[0]["pop_next"] = s >= 2
-    loads[-1]["push_next"] = True
-    mms[0][1]["pop_prev"] = True
     mms[-1][1]["push_prev"] = s + 2 < len(steps)
     if ks == 0 and o >= 2:
         mms[0][1]["pop_next"] = True

@@ -503,7 +503,8 @@ def test_c_row_stride_leaves_the_gaps_alone():
 
 def test_token_recipe_double_buffers():
     """Loads of step s + 2 wait for the MATMULs of step s, MATMULs of block o + 2 for the
-    STOREs of block o; the LOADs of a step come before the MATMULs of the step before."""
+    STOREs of block o; the LOADs of a step come before the MATMULs of the step before; in
+    the first step each of the two B tiles is loaded and waited for on its own."""
     cfg = PRESETS["default"]
     tiling = choose_tiling(cfg, 60, 30, 40, max_block_rows=15, max_group=2)
     gemm = gemm_at(cfg, 60, 30, 40, tiling=tiling)
@@ -511,11 +512,12 @@ def test_token_recipe_double_buffers():
     loads = [i for i in instrs if i["opcode"] == Opcode.LOAD]
     matmuls = [i for i in instrs if i["opcode"] == Opcode.MATMUL]
     stores = [i for i in instrs if i["opcode"] == Opcode.STORE]
-    steps = sum(i["push_next"] for i in loads)
-    assert steps == 4 * 3 * 4                          # row blocks x groups x k-blocks
+    steps = 4 * 3 * 4                                  # row blocks x groups x k-blocks
+    assert sum(i["push_next"] for i in loads) == steps + 1
     assert sum(i["pop_next"] for i in loads) == steps - 2
     assert sum(i["push_prev"] for i in matmuls) == steps - 2
-    assert sum(i["pop_prev"] for i in matmuls) == steps
+    assert sum(i["pop_prev"] for i in matmuls) == steps + 1
+    assert [i["pop_prev"] for i in matmuls[:3]] == [1, 1, 1]
     blocks = 4 * 3
     assert sum(i["pop_next"] for i in matmuls) == blocks - 2
     assert sum(i["push_prev"] for i in stores) == blocks - 2
@@ -523,7 +525,9 @@ def test_token_recipe_double_buffers():
         i["push_next"] for i in matmuls)
     ops = [i["opcode"] for i in instrs]
     first_matmul = ops.index(Opcode.MATMUL)
-    assert ops[:first_matmul] == [Opcode.LOAD] * 4     # two steps of A and B loads ahead
+    assert ops[:first_matmul] == [Opcode.LOAD] * 5     # two steps of A and B loads ahead
+    assert [(i["buf"], i["rows"], i["push_next"]) for i in loads[:3]] == [
+        (Buffer.SPAD_A, 15, 0), (Buffer.SPAD_B, 8, 1), (Buffer.SPAD_B, 8, 1)]
 
 
 def test_plan_memory_places_aligned_disjoint_regions():
