@@ -67,8 +67,8 @@ class ReadPort(wiring.Component):
     outstanding : Out(range)
         Bursts issued whose last beat has not arrived.
     resp, err_addr, err_tag : Out
-        First non-OKAY response, the port address of its beat and its transfer (a cycle
-        after the beat).
+        First non-OKAY response and its transfer (a cycle after the beat), and the port
+        address of its beat (a cycle later).
     """
 
     def __init__(self, cfg):
@@ -163,11 +163,12 @@ class ReadPort(wiring.Component):
                 m.d.sync += [caught.eq(1), caught_resp.eq(axi.rresp), caught_slot.eq(slot),
                              caught_beat.eq(beat)]
         # The first error is reported a cycle after its beat, from registers (its slot is in
-        # flight until then, so its address and tag stay).
+        # flight until then, so its address and tag stay); its address a cycle later.
+        err_base = Signal(cfg.port_addr_width)
         with m.If(caught & (self.resp == Resp.OKAY)):
             m.d.sync += [self.resp.eq(caught_resp), self.err_tag.eq(slot_tag[caught_slot]),
-                         self.err_addr.eq(slot_addr[caught_slot] +
-                                          (caught_beat << _log2(cfg.port_bytes)))]
+                         err_base.eq(slot_addr[caught_slot])]
+        m.d.sync += self.err_addr.eq(err_base + (caught_beat << _log2(cfg.port_bytes)))
         started = axi.arvalid & axi.arready
         m.d.sync += self.outstanding.eq(self.outstanding + started - completed)
 
@@ -315,27 +316,38 @@ class ReadEngine(wiring.Component):
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             ports.append(port)
             skids.append(skid)
+            # a register slice, so that the merge's decision does not reach into the port
+            words = m.submodules[f"words{p}"] = reset(SkidBuffer(
+                TaggedWord(cfg) if k > 1 else cfg.port_width))
+            wiring.connect(m, port.word, words.i)
             if k > 1:
                 gather = m.submodules[f"gather{p}"] = reset(SegmentGather(cfg))
-                wiring.connect(m, port.word, gather.i)
+                wiring.connect(m, words.o, gather.i)
                 segments.append(gather.o)
             else:
-                segments.append(port.word)
+                segments.append(words.o)
 
-        # Statuses queue up, outside the reset that an error applies to the datapath.
+        # Statuses queue up, outside the reset that an error applies to the datapath, behind
+        # a register slice (the merge decides on a status late in the cycle).
         m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
             width=Status(cfg).size, depth=4)
-        m.d.comb += [self.status.payload.eq(statuses.r_data),
+        m.submodules.status_slice = status_slice = SkidBuffer(Status(cfg))
+        m.d.comb += [statuses.w_data.eq(status_slice.o.payload),
+                     statuses.w_en.eq(status_slice.o.valid),
+                     status_slice.o.ready.eq(statuses.w_rdy),
+                     self.status.payload.eq(statuses.r_data),
                      self.status.valid.eq(statuses.r_rdy),
                      statuses.r_en.eq(self.status.ready)]
-        status_in = Signal(Status(cfg))
-        m.d.comb += statuses.w_data.eq(status_in)
+        status_in, status_we = status_slice.i.payload, status_slice.i.valid
+        status_room = status_slice.i.ready
 
         # Merge: one stripe when every port taking part has its word. Transfers before the
         # failing one (if any) still complete.
         head = Signal(TAG_BITS)         # the transfer the merge is working on
         err_tag = Signal(TAG_BITS)
-        at_failure = stop & (head == err_tag)
+        # The merge has reached the failing transfer: from registers, a cycle after a port
+        # reports the error; the words slice keeps that port's later words a cycle behind.
+        at_failure = Signal()
         # Segment i of a stripe (lanes i*k to i*k + k - 1) comes from port (port + i) % N.
         plan = beats.plan
         ln = _log2(N)
@@ -353,7 +365,7 @@ class ReadEngine(wiring.Component):
         m.d.comb += out_ready.eq(~self.data.valid | self.data.ready)
         fire = Signal()
         m.d.comb += fire.eq(plan.valid & words_ready & out_ready & ~at_failure &
-                            (~plan.payload.end | statuses.w_rdy))
+                            (~plan.payload.end | status_room))
         m.d.comb += plan.ready.eq(fire)
         for p in range(N):
             if k == 1:
@@ -379,22 +391,26 @@ class ReadEngine(wiring.Component):
 
         # The beat planner hands invalid descriptors straight to the status queue.
         with m.If(plan_desc.valid & plan_invalid & beats.idle & ~at_failure):
-            m.d.comb += [plan_desc.ready.eq(statuses.w_rdy),
-                         statuses.w_en.eq(1),
+            m.d.comb += [plan_desc.ready.eq(status_room),
+                         status_we.eq(1),
                          status_in.invalid.eq(1),
                          status_in.addr.eq(plan_desc.payload.addr)]
         with m.Else():
             m.d.comb += [beats.desc.valid.eq(plan_desc.valid & ~plan_invalid),
                          plan_desc.ready.eq(beats.desc.ready & ~plan_invalid)]
             with m.If(fire & plan.payload.end):
-                m.d.comb += statuses.w_en.eq(1)
-        with m.If(fire & plan.payload.end):
-            m.d.sync += head.eq(head + 1)
+                m.d.comb += status_we.eq(1)
+        head_next = Mux(fire & plan.payload.end, head + 1, head)[:TAG_BITS]
+        m.d.sync += [head.eq(Mux(abort, 0, head_next)),      # tags restart with the datapath
+                     at_failure.eq(stop & ~abort & (head_next == err_tag))]
 
         # Errors: stop issuing, wait for every burst in flight, report, reset the datapath, and
         # answer every transfer that was queued behind the failing one as aborted.
-        pending = Signal(16)        # transfers accepted and not yet reported
-        m.d.sync += pending.eq(pending + (self.desc.valid & self.desc.ready) - statuses.w_en)
+        # transfers accepted and not yet reported: the count takes a report a cycle late
+        pending, reported = Signal(16), Signal()
+        m.d.sync += [reported.eq(status_we & status_room),
+                     pending.eq(pending + (self.desc.valid & self.desc.ready) - reported)]
+        left = pending - reported
         # The failing transfer is the earliest one any port saw an error in.
         resp = Signal(2)
         err_addr = Signal(cfg.addr_width)
@@ -412,12 +428,12 @@ class ReadEngine(wiring.Component):
         # (those of the failing transfer and later ones wait until the datapath resets).
         quiet = (Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all() &
                  ~Cat(s.o.valid & before(s.o.payload.tag, err_tag) for s in skids).any())
-        with m.If(at_failure & quiet & statuses.w_rdy):
-            m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
+        with m.If(at_failure & quiet & status_room):
+            m.d.comb += [abort.eq(1), status_we.eq(1),
                          status_in.resp.eq(resp), status_in.addr.eq(err_addr)]
-            m.d.sync += flushing.eq(pending > 1)
+            m.d.sync += flushing.eq(left > 1)
         with m.If(flushing):
-            m.d.comb += [statuses.w_en.eq(statuses.w_rdy), status_in.aborted.eq(1)]
-            with m.If(statuses.w_rdy & (pending == 1)):
+            m.d.comb += [status_we.eq(status_room), status_in.aborted.eq(1)]
+            with m.If(status_room & (left == 1)):
                 m.d.sync += flushing.eq(0)
         return m

@@ -160,10 +160,14 @@ class WritePort(wiring.Component):
             with m.If((axi.bresp != Resp.OKAY) & (self.resp == Resp.OKAY)):
                 m.d.sync += [self.resp.eq(axi.bresp), self.err_addr.eq(slot_addr[slot]),
                              self.err_tag.eq(answered)]
-        m.d.sync += outstanding.eq(outstanding + started - axi.bvalid)
+        def count(counter, up, down):
+            """``counter`` + ``up`` - ``down``, both sums from registers, picked late."""
+            return Mux(up, Mux(down, counter, counter + 1), Mux(down, counter - 1, counter))
+
+        m.d.sync += outstanding.eq(count(outstanding, started, axi.bvalid))
         for q in range(2):
-            m.d.sync += pending[q].eq(pending[q] + (started & (tag == q))
-                                      - (axi.bvalid & (answered == q)))
+            m.d.sync += pending[q].eq(count(pending[q], started & (tag == q),
+                                            axi.bvalid & (answered == q)))
             m.d.comb += self.waiting[q].eq(pending[q] != 0)
         m.d.comb += [
             self.sending.eq(axi.awvalid | lens.r_rdy | axi.wvalid),
@@ -237,15 +241,20 @@ class WriteEngine(wiring.Component):
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             m.d.comb += port.stop.eq(stop)
             if k == 1:
+                # words reach the FIFO through a register slice: the split decides late
+                sl = m.submodules[f"slice{p}"] = reset(SkidBuffer(9 * W))
                 q = m.submodules[f"words{p}"] = reset(fifo.SyncFIFOBuffered(
                     width=9 * W, depth=self._fifo_depth))
                 m.d.comb += [
+                    q.w_data.eq(sl.o.payload),
+                    q.w_en.eq(sl.o.valid),
+                    sl.o.ready.eq(q.w_rdy),
                     port.avail.eq(q.r_level),
                     port.word.payload.eq(q.r_data),
                     port.word.valid.eq(q.r_rdy),
                     q.r_en.eq(port.word.ready),
                 ]
-                waiting.append((q.w_rdy, q.r_rdy))
+                waiting.append((sl.i.ready, q.r_rdy | sl.o.valid))
             else:
                 # room for two bursts of data and a granule of this port's words
                 rows = (-(-self._fifo_depth // k) + cfg.granule_words // k + 1)
@@ -277,11 +286,11 @@ class WriteEngine(wiring.Component):
             m.d.sync += seen_end.eq(0)
         if k == 1:
             for p in range(N):
-                q = m.submodules[f"words{p}"]
+                sl = m.submodules[f"slice{p}"]
                 m.d.comb += [
-                    q.w_data.eq(Cat(self.data.payload.data.word_select(p, 8 * W),
-                                    plan.payload.mask[p * W:(p + 1) * W])),
-                    q.w_en.eq(split & plan.payload.lanes[p]),
+                    sl.i.payload.eq(Cat(self.data.payload.data.word_select(p, 8 * W),
+                                        plan.payload.mask[p * W:(p + 1) * W])),
+                    sl.i.valid.eq(split & plan.payload.lanes[p]),
                 ]
         else:
             segs = []

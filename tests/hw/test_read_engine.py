@@ -70,6 +70,25 @@ def test_error_address_follows_the_granule(granule):
     assert [(s.resp, s.addr) for s in status] == [(Resp.SLVERR, global_of(cfg, 2, 0x100))]
 
 
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_errors_one_after_another(stall):
+    """Each failing transfer reports its own error, also after an earlier one reset the
+    datapath; the transfers between them complete."""
+    cfg = small_cfg(1)
+    good = [{"addr": 0x1000 * i + 8 * i, "rows": 3, "row_bytes": 40 + 8 * i, "stride": 64}
+            for i in range(1, 5)]
+    bad = [{"addr": 0x8000 + 0x400 * i, "rows": 2, "row_bytes": 24, "stride": 32}
+           for i in range(3)]
+    descs = [good[0], bad[0], bad[1], good[1], good[2], bad[2], good[3]]
+    errors = {0: {("r", d["addr"]): Resp.SLVERR for d in bad}}
+    mem, beats, status = run_reads(cfg, descs, errors=errors, stall=stall, serial=True,
+                                   n_beats=sum(len(stripes(d, cfg.stripe_bytes))
+                                               for d in good))
+    check_beats(cfg, mem, good, beats)
+    assert [(s.resp, s.addr if s.resp else 0) for s in status] == [
+        (Resp.SLVERR, d["addr"]) if d in bad else (Resp.OKAY, 0) for d in descs]
+
+
 @pytest.mark.parametrize("granule", [8, 16, 32, 256, 4096])
 def test_sequential_read_rate(granule, record_property):
     """A benchmark figure, not a timed assertion: cycles per stripe of one long sequential

@@ -105,6 +105,29 @@ def test_error_in_a_transfer_aborts_the_next_one():
     assert mem.written[0x2000:0x2040].all()
 
 
+def test_errors_one_after_another():
+    """A failing transfer reports its error also after an earlier one reset the datapath;
+    the one right after a failure may be aborted, the others land in full."""
+    cfg = small_cfg(1)
+    rng = np.random.default_rng(11)
+    size = 1 << 14
+    descs = [{"addr": 0x400 * i, "rows": 2, "row_bytes": 100, "stride": 128}
+             for i in range(8)]
+    failing = {1: 0x400, 4: 0x1080}                 # transfer: the address of its bad burst
+    errors = {0: {("w", a): Resp.SLVERR for a in failing.values()}}
+    beats, image = random_beats(cfg, rng, descs, size)
+    mem, status = run_writes(cfg, descs, beats, size=size, errors=errors, stall=0.2)
+    for i, (s, d) in enumerate(zip(status, descs, strict=True)):
+        if i in failing:
+            assert (s.resp, s.addr, s.aborted) == (Resp.SLVERR, failing[i], 0), i
+        else:
+            assert s.resp == Resp.OKAY and (s.aborted == 0 or i - 1 in failing), i
+            if not s.aborted:
+                span = slice(d["addr"], d["addr"] + d["stride"] + d["row_bytes"])
+                assert mem.written[span].sum() == 2 * d["row_bytes"], i
+    assert np.array_equal(mem.data[mem.written], image[mem.written])
+
+
 def test_invalid_descriptor_is_refused_without_writing():
     cfg = small_cfg(2)
     descs = [{"addr": 64, "rows": 0, "row_bytes": 30, "stride": 0},
