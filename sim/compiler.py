@@ -57,10 +57,11 @@ Costs (one buffer row per cycle in the load and store engines; a MATMUL about ``
 cycles): a WS step computes ``group * block_rows`` cycles and loads ``block_rows + group * R``
 rows, so loads stay below compute when ``R / block_rows + 1 / group`` is well below 1.
 :func:`choose_tiling` searches ``block_rows``, ``group`` (and ``k_step`` in OS) for the least
-estimated time, counting a load or store row double so that memory keeps slack, within the
-buffer sizes below. For 256 x 256 x 256 on the ``large`` preset (16 x 16) it picks
+estimated time, counting a load or store row double so that memory keeps slack, plus the
+start (the first A block and tile) and the end (the last block's rows), within the buffer
+sizes below. For 256 x 256 x 256 on the ``large`` preset (16 x 16) it picks
 ``block_rows`` 64 and ``group`` 8: 1024 MATMULs of 64 cycles (65536, the ideal
-``M * K * N / (rows * cols)``), 24 rows loaded per MATMUL, 1345 instructions.
+``M * K * N / (rows * cols)``), 24 rows loaded per MATMUL, 1352 instructions.
 
 Buffer map (``T`` = table rows, ``HC = (acc_depth - T) // 2``, ``H = spad_depth // 2``):
 
@@ -353,7 +354,7 @@ def _estimate(geo, tiling):
                                for m, count in sizes.items())
         loads = geo.M * geo.KB * ngroups + len(blocks) * (
             (geo.NB - ngroups) * geo.R * geo.KB + ngroups * geo.K)
-        fill = blocks[0][1] + tiling.group * geo.R
+        fill = blocks[0][1] + geo.R         # the A block and one tile
     else:
         last_m = geo.M - (geo.MB - 1) * geo.R
         per_block = [(geo.MB - 1, geo.R), (1, last_m)]
