@@ -99,7 +99,6 @@ class ReadPort(wiring.Component):
         slot_len = Array(Signal(8, name=f"slot_len{i}") for i in range(S))
         slot_addr = Array(Signal(cfg.port_addr_width, name=f"slot_addr{i}") for i in range(S))
         slot_tag = Array(Signal(TAG_BITS, name=f"slot_tag{i}") for i in range(S))
-        done = Array(Signal(name=f"done{i}") for i in range(S))
         issue = Signal(range(S))
         in_use = Signal(range(S + 1))         # slots allocated and not yet drained
 
@@ -155,7 +154,7 @@ class ReadPort(wiring.Component):
         with m.If(axi.rvalid):
             with m.If(axi.rlast):
                 m.d.comb += completed.eq(1)
-                m.d.sync += [done[slot].eq(1), beat.eq(0),
+                m.d.sync += [beat.eq(0),
                              slot.eq(Mux(slot >= S - K, slot + K - S, slot + K))]
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
@@ -172,13 +171,27 @@ class ReadPort(wiring.Component):
         started = axi.arvalid & axi.arready
         m.d.sync += self.outstanding.eq(self.outstanding + started - completed)
 
-        # Drain the oldest slot in order.
+        # Drain the oldest slot in order. The slots of ID i are i, i + K, ... and each ID
+        # completes in order, so the head slot is done when its ID has a completed burst not
+        # yet drained: a count per ID rather than a flag per slot chosen by the head.
         head = Signal(range(S))
         head_beat = Signal(8)
         take = Signal()
         freed = Signal()
+        head_id = head[:_log2(K)] if K > 1 else C(0, 1)
+        has = Signal(K)
+        for i in range(K):
+            count = Signal(range(S // K + 1), name=f"completed{i}")
+            now = count + (completed & (rid == i)) - (freed & (head_id == i))
+            m.d.sync += [count.eq(now), has[i].eq(now != 0)]
+        # The head slot's length from registers: read a cycle before, or, right after the
+        # head moved on, the next slot's read then (a slot is written cycles before done).
+        head_len, next_len, moved = Signal(8), Signal(8), Signal()
+        m.d.sync += [head_len.eq(slot_len[head]), moved.eq(freed),
+                     next_len.eq(slot_len[Mux(head == S - 1, 0, head + 1)])]
+        length = Mux(moved, next_len, head_len)
         m.d.comb += [
-            take.eq(done[head] & (~self.word.valid | self.word.ready)),
+            take.eq(has.bit_select(head_id, 1) & (~self.word.valid | self.word.ready)),
             rd.addr.eq(head * B + head_beat),
             rd.en.eq(take),
         ]
@@ -194,14 +207,14 @@ class ReadPort(wiring.Component):
             m.d.comb += [self.word.payload.data.eq(rd.data), self.word.payload.pos.eq(pos),
                          self.word.payload.end.eq(end)]
             with m.If(take):
-                row_end = (head_beat == slot_len[head]) & slot_last[head]
+                row_end = (head_beat == length) & slot_last[head]
                 cur = (slot_addr[head][_log2(cfg.port_bytes):] + head_beat)[:lk]
                 m.d.sync += [pos.eq(cur), end.eq(row_end | (cur == k - 1))]
         with m.If(take):
             m.d.sync += self.word.valid.eq(1)
-            with m.If(head_beat == slot_len[head]):
+            with m.If(head_beat == length):
                 m.d.comb += freed.eq(1)
-                m.d.sync += [head_beat.eq(0), done[head].eq(0),
+                m.d.sync += [head_beat.eq(0),
                              head.eq(Mux(head == S - 1, 0, head + 1))]
             with m.Else():
                 m.d.sync += head_beat.eq(head_beat + 1)
