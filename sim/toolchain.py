@@ -12,13 +12,19 @@ import shutil
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import ValueCastable
+from amaranth.hdl import Const, ValueCastable
 
 from hw.accelerator import Accelerator
 from hw.array import SystolicArray
+from hw.compute_engine import ComputeEngine
 from hw.config import AccelConfig
+from hw.controller import Controller
+from hw.csr import CSR
 from hw.dma import CopyEngine
+from hw.load_engine import LoadEngine
+from hw.postprocess import PostProcessor
 from hw.read_engine import ReadEngine
+from hw.store_engine import StoreEngine
 from hw.write_engine import WriteEngine
 
 __all__ = ["ROOT", "TOPS", "setup_verilator", "generate", "flat_ports", "verilate", "build",
@@ -34,6 +40,13 @@ TOPS = {
     "copy_engine": CopyEngine,
     "read_engine": ReadEngine,
     "write_engine": WriteEngine,
+    # the accelerator's other blocks, for synthesis on their own
+    "controller": Controller,
+    "csr": CSR,
+    "load_engine": LoadEngine,
+    "compute_engine": ComputeEngine,
+    "store_engine": StoreEngine,
+    "post_processor": PostProcessor,
 }
 
 VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
@@ -71,6 +84,8 @@ def flat_ports(component):
     for path, _, value in component.signature.flatten(component):
         if isinstance(value, ValueCastable):
             value = value.as_value()
+        if isinstance(value, Const):
+            continue                    # a member fixed by its signature (always ready)
         ports["_".join(map(str, path))] = (value, None)     # direction follows the netlist
     return ports
 
