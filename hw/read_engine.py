@@ -16,6 +16,7 @@ from .transfer import (
     SegmentGather,
     Status,
     TaggedWord,
+    _count,
     _log2,
 )
 
@@ -187,8 +188,9 @@ class ReadPort(wiring.Component):
         # The head slot's length from registers: read a cycle before, or, right after the
         # head moved on, the next slot's read then (a slot is written cycles before done).
         head_len, next_len, moved = Signal(8), Signal(8), Signal()
+        after_head = Mux(head == S - 1, 0, head + 1)
         m.d.sync += [head_len.eq(slot_len[head]), moved.eq(freed),
-                     next_len.eq(slot_len[Mux(head == S - 1, 0, head + 1)])]
+                     next_len.eq(slot_len[after_head])]
         length = Mux(moved, next_len, head_len)
         m.d.comb += [
             take.eq(has.bit_select(head_id, 1) & (~self.word.valid | self.word.ready)),
@@ -214,17 +216,12 @@ class ReadPort(wiring.Component):
             m.d.sync += self.word.valid.eq(1)
             with m.If(head_beat == length):
                 m.d.comb += freed.eq(1)
-                m.d.sync += [head_beat.eq(0),
-                             head.eq(Mux(head == S - 1, 0, head + 1))]
+                m.d.sync += [head_beat.eq(0), head.eq(after_head)]
             with m.Else():
                 m.d.sync += head_beat.eq(head_beat + 1)
         with m.Elif(self.word.ready):
             m.d.sync += self.word.valid.eq(0)
-        # in_use + 1, - 1 or as it is, picked late
-        with m.If((load & self.burst.valid) & ~freed):
-            m.d.sync += in_use.eq(in_use + 1)
-        with m.Elif(freed & ~(load & self.burst.valid)):
-            m.d.sync += in_use.eq(in_use - 1)
+        m.d.sync += in_use.eq(_count(in_use, load & self.burst.valid, freed))
         return m
 
 

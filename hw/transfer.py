@@ -79,6 +79,12 @@ def _log2(x):
     return x.bit_length() - 1
 
 
+def _count(counter, up, down):
+    """``counter + up - down`` with both sums made from the register and the 1-bit ``up``
+    and ``down`` picking one late, so that they reach no carry chain."""
+    return Mux(up, Mux(down, counter, counter + 1), Mux(down, counter - 1, counter))
+
+
 class BurstPlanner(wiring.Component):
     """Splits each row of a transfer into the bursts of one port.
 

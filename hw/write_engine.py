@@ -16,6 +16,7 @@ from .transfer import (
     Segment,
     SegmentScatter,
     Status,
+    _count,
     _log2,
 )
 
@@ -160,14 +161,10 @@ class WritePort(wiring.Component):
             with m.If((axi.bresp != Resp.OKAY) & (self.resp == Resp.OKAY)):
                 m.d.sync += [self.resp.eq(axi.bresp), self.err_addr.eq(slot_addr[slot]),
                              self.err_tag.eq(answered)]
-        def count(counter, up, down):
-            """``counter`` + ``up`` - ``down``, both sums from registers, picked late."""
-            return Mux(up, Mux(down, counter, counter + 1), Mux(down, counter - 1, counter))
-
-        m.d.sync += outstanding.eq(count(outstanding, started, axi.bvalid))
+        m.d.sync += outstanding.eq(_count(outstanding, started, axi.bvalid))
         for q in range(2):
-            m.d.sync += pending[q].eq(count(pending[q], started & (tag == q),
-                                            axi.bvalid & (answered == q)))
+            m.d.sync += pending[q].eq(_count(pending[q], started & (tag == q),
+                                             axi.bvalid & (answered == q)))
             m.d.comb += self.waiting[q].eq(pending[q] != 0)
         m.d.comb += [
             self.sending.eq(axi.awvalid | lens.r_rdy | axi.wvalid),
