@@ -46,6 +46,8 @@ class WritePort(wiring.Component):
         so an address never waits for data that may not come.
     stop : In(1)
         Issue no more bursts (bursts already issued still get their data).
+    drop : In(1)
+        Complete the bursts already issued with empty beats (WSTRB 0) instead of their words.
     sending : Out(1)
         An address or W data of an issued burst is still to go out.
     waiting : Out(2)
@@ -65,6 +67,7 @@ class WritePort(wiring.Component):
             "axi": Out(port_signature(cfg)),
             "avail": In(range(1 << 16)),
             "stop": In(1),
+            "drop": In(1),
             "sending": Out(1),
             "waiting": Out(2),
             "busy": Out(1),
@@ -127,15 +130,15 @@ class WritePort(wiring.Component):
             m.d.sync += slot_addr[slot_at].eq(axi.awaddr)
 
         # W: lengths of accepted bursts, in order; a register stage holds each beat stable.
-        # After stop, the bursts already issued are completed with empty beats (WSTRB 0),
-        # so nothing more is written and every burst still gets its response.
+        # With drop, the bursts already issued are completed with empty beats (WSTRB 0), so
+        # nothing more is written and every burst still gets its response.
         m.submodules.lens = lens = fifo.SyncFIFOBuffered(width=8, depth=S)
         m.d.comb += [lens.w_data.eq(axi.awlen), lens.w_en.eq(axi.awvalid & axi.awready)]
         beat = Signal(8)
         w_load = Signal()
         m.d.comb += [
-            w_load.eq((~axi.wvalid | axi.wready) & lens.r_rdy & (self.word.valid | self.stop)),
-            self.word.ready.eq(w_load & ~self.stop),
+            w_load.eq((~axi.wvalid | axi.wready) & lens.r_rdy & (self.word.valid | self.drop)),
+            self.word.ready.eq(w_load & ~self.drop),
         ]
         with m.If(axi.wvalid & axi.wready):
             m.d.sync += axi.wvalid.eq(0)
@@ -143,7 +146,7 @@ class WritePort(wiring.Component):
             m.d.sync += [
                 axi.wvalid.eq(1),
                 axi.wdata.eq(self.word.payload.data),
-                axi.wstrb.eq(Mux(self.stop, 0, self.word.payload.strb)),
+                axi.wstrb.eq(Mux(self.drop, 0, self.word.payload.strb)),
                 axi.wlast.eq(beat == lens.r_data),
             ]
             with m.If(beat == lens.r_data):
@@ -185,8 +188,9 @@ class WriteEngine(wiring.Component):
     transfer's data up to its ``end`` stripe.
 
     Transfers overlap by one: the next starts as soon as the current one has issued all its
-    bursts and sent their data, while the current one's responses are still out (its status
-    follows when they are all in; statuses stay in order). The ports keep every write in
+    bursts (a port issues a burst once all its words are in), while the current one's words
+    still go out and its responses are still out (its status follows when they are all in;
+    statuses stay in order). The ports keep every write in
     issue order, so a transfer that rewrites bytes of the one before still lands last. When
     the earlier transfer fails, the later one stops as above and reports ``aborted``; the
     bursts it issued before the failure was known have written their bytes.
@@ -197,8 +201,9 @@ class WriteEngine(wiring.Component):
     data : In(stream.Signature(Beat))
     status : Out(stream.Signature(Status))
     cancel : In(1)
-        The data of the current transfer will not come (its source failed): finish what was
-        issued, report the transfer as ``aborted``; while held, transfers are aborted at once.
+        The data of the current transfer will not come (its source failed): issue no more
+        bursts, complete those issued (with their words, which are in), report the transfer as
+        ``aborted``; while held, transfers are aborted at once.
     m_axi_hbm<p> : Out(AXI4Signature), one per port
     """
 
@@ -221,13 +226,14 @@ class WriteEngine(wiring.Component):
 
         abort = Signal()
         stop = Signal()
+        failed = Signal()
         reset = lambda mod: ResetInserter(abort)(mod)  # noqa: E731
 
         m.submodules.beats = beats = reset(BeatPlanner(cfg))
         plan = beats.plan
         split = Signal()
         k = cfg.segment_words
-        planners, skids, ports, waiting = [], [], [], []
+        planners, skids, ports, rooms = [], [], [], []
         for p in range(N):
             planner = m.submodules[f"planner{p}"] = reset(BurstPlanner(cfg, p))
             port = m.submodules[f"port{p}"] = reset(WritePort(cfg))
@@ -236,7 +242,7 @@ class WriteEngine(wiring.Component):
             wiring.connect(m, planner.burst, skid.i)
             wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
-            m.d.comb += port.stop.eq(stop)
+            m.d.comb += [port.stop.eq(stop), port.drop.eq(failed)]
             if k == 1:
                 # words reach the FIFO through a register slice: the split decides late
                 sl = m.submodules[f"slice{p}"] = reset(SkidBuffer(9 * W))
@@ -251,14 +257,14 @@ class WriteEngine(wiring.Component):
                     port.word.valid.eq(q.r_rdy),
                     q.r_en.eq(port.word.ready),
                 ]
-                waiting.append((sl.i.ready, q.r_rdy | sl.o.valid))
+                rooms.append(sl.i.ready)
             else:
                 # room for two bursts of data and a granule of this port's words
                 rows = (-(-self._fifo_depth // k) + cfg.granule_words // k + 1)
                 q = m.submodules[f"scatter{p}"] = reset(SegmentScatter(cfg, rows))
                 wiring.connect(m, q.o, port.word)
                 m.d.comb += port.avail.eq(q.level)
-                waiting.append((q.i.ready, q.o.valid))
+                rooms.append(q.i.ready)
             planners.append(planner)
             ports.append(port)
 
@@ -270,9 +276,9 @@ class WriteEngine(wiring.Component):
             dst = (plan.payload.port + i)[:ln] if ln else C(0, 1)
             groups.append((dst, plan.payload.lanes[i * k:(i + 1) * k].any()))
         if k == 1:
-            room = Cat(waiting[p][0] | ~plan.payload.lanes[p] for p in range(N)).all()
+            room = Cat(rooms[p] | ~plan.payload.lanes[p] for p in range(N)).all()
         else:
-            has_room = Array(r for r, _ in waiting)
+            has_room = Array(rooms)
             room = Cat(has_room[dst] | ~active for dst, active in groups).all()
         m.d.comb += split.eq(plan.valid & self.data.valid & room & ~stop)
         m.d.comb += [plan.ready.eq(split)]
@@ -324,12 +330,12 @@ class WriteEngine(wiring.Component):
 
         d = self.desc.payload
         invalid = (d.rows == 0) | (d.row_bytes == 0)
+        # every burst issued: its words then wait in the port, and go out behind the next
         issued = (Cat(pl.idle for pl in planners).all() & beats.idle &
-                  Cat(~s.o.valid for s in skids).all() &
-                  Cat(~busy for _, busy in waiting).all() & Cat(~pt.sending for pt in ports).all())
+                  Cat(~s.o.valid for s in skids).all())
         quiet = Cat(~pt.busy for pt in ports).all()
-        failed = Cat(pt.resp != Resp.OKAY for pt in ports).any()
-        m.d.comb += stop.eq(failed | self.cancel)
+        m.d.comb += [failed.eq(Cat(pt.resp != Resp.OKAY for pt in ports).any()),
+                     stop.eq(failed | self.cancel)]
 
         def outcome(tag):
             """The response and global error address of the transfer with tag parity ``tag``."""

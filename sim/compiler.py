@@ -43,7 +43,10 @@ each output block (row blocks outer, column groups inner) and each step:
   ``group`` B tiles of k-block kb (contiguous in the layout: one LOAD), then one MATMUL per
   column block with ``m = block_rows``, ``k = R`` (less in the last k-block), overwriting at
   the first k-block and accumulating after it. The A block is loaded once per step and used
-  by every MATMUL of the step.
+  by every MATMUL of the step. The first step of a phase instead LOADs the first tile, the
+  A block in chunks of R rows and then each further tile on its own, and computes the first
+  column block chunk by chunk (the chunks after the first keep the tile's weights), so that
+  computing starts once a tile and a chunk are in.
 - OS: LOAD ``k_step`` rows of A^T for each of the ``block_rows / R`` m-blocks and of B for
   each column block, then one MATMUL per (column block, m-block) with ``m <= R``,
   ``k = k_step``; accumulating across steps when K needs several.
@@ -58,7 +61,7 @@ cycles): a WS step computes ``group * block_rows`` cycles and loads ``block_rows
 rows, so loads stay below compute when ``R / block_rows + 1 / group`` is well below 1.
 :func:`choose_tiling` searches ``block_rows``, ``group`` (and ``k_step`` in OS) for the least
 estimated time, counting a load or store row double so that memory keeps slack, plus the
-start (the first A block and tile) and the end (the last block's rows), within the buffer
+start (the first tile and A chunk) and the end (the last block's rows), within the buffer
 sizes below. For 256 x 256 x 256 on the ``large`` preset (16 x 16) it picks
 ``block_rows`` 64 and ``group`` 8: 1024 MATMULs of 64 cycles (65536, the ideal
 ``M * K * N / (rows * cols)``), 24 rows loaded per MATMUL, 1352 instructions.
@@ -79,8 +82,8 @@ Dependency tokens (the double-buffering recipe of :mod:`hw.isa`), for steps ``s 
 and output blocks ``o = 0 .. O-1`` of a phase:
 
 - data ready: the last LOAD of step s pushes, the first MATMUL of step s pops; in the first
-  step of a WS phase, each B tile is its own LOAD and pushes, and each MATMUL pops, so that
-  computing starts once the A block and one tile are in;
+  step of a WS phase, each A chunk and each B tile after the first is its own LOAD and
+  pushes, and each MATMUL pops (the first tile's LOAD comes before the first chunk's);
 - buffer free: the last MATMUL of step s pushes while ``s + 2 < S``; the first LOAD of step
   ``s + 2`` pops (both halves start free);
 - results ready: in the last step of block o, the last MATMUL of each column block pushes;
@@ -354,7 +357,7 @@ def _estimate(geo, tiling):
                                for m, count in sizes.items())
         loads = geo.M * geo.KB * ngroups + len(blocks) * (
             (geo.NB - ngroups) * geo.R * geo.KB + ngroups * geo.K)
-        fill = blocks[0][1] + geo.R         # the A block and one tile
+        fill = geo.R + min(blocks[0][1], geo.R)     # a tile and an A chunk
     else:
         last_m = geo.M - (geo.MB - 1) * geo.R
         per_block = [(geo.MB - 1, geo.R), (1, last_m)]
@@ -535,22 +538,36 @@ def _step(geo, tiling, post, addrs, ctx, s):
     c_base = geo.ntab * tiling.phase + (o % 2) * geo.acc_half(tiling.phase)
     loads, mms = [], []
     if geo.ws:
-        loads.append(dict(buf=Buffer.SPAD_A, buf_addr=spad, rows=mrows, row_bytes=R * ob,
-                          addr=addrs["a_addr"] + (ks * geo.M + m0) * R * ob))
+        a_addr = addrs["a_addr"] + (ks * geo.M + m0) * R * ob
         b_addr = addrs["b_addr"] + (ks * geo.NB + g0) * R * C * ob
+
+        def matmul(j, r0, rows, keep_weights=False):
+            return (j, dict(dataflow=Dataflow.WS, a_addr=spad + r0, b_addr=spad + j * R,
+                            c_addr=c_base + j * tiling.block_rows + r0, m=rows, k=kk,
+                            n=min(C, geo.N - (g0 + j) * C), accumulate=ks > 0,
+                            keep_weights=keep_weights))
+
+        tiles = [dict(buf=Buffer.SPAD_B, buf_addr=spad + j * R,
+                      rows=R if j + 1 < gsize else kk, row_bytes=C * ob,
+                      addr=b_addr + j * R * C * ob) for j in range(gsize)]
+        mms = [matmul(j, 0, mrows) for j in range(gsize)]
         if s == 0:
-            # the first step: one LOAD per tile, so that its first MATMUL starts on one tile
-            loads.extend(dict(buf=Buffer.SPAD_B, buf_addr=spad + j * R,
-                              rows=R if j + 1 < gsize else kk, row_bytes=C * ob,
-                              addr=b_addr + j * R * C * ob) for j in range(gsize))
+            # The first step: the first tile, then the A block in chunks of R rows, each
+            # computed on the first tile as it lands (the chunks after the first keep its
+            # weights), then one LOAD per further tile: computing starts on a tile and a
+            # chunk, and goes on as fast as the load engine writes rows. Each chunk and
+            # each further tile pushes data ready, popped by the MATMUL that needs it.
+            chunks = _splits(mrows, _cdiv(mrows, R))
+            loads = [tiles[0]] + [
+                dict(buf=Buffer.SPAD_A, buf_addr=spad + r0, rows=rows, row_bytes=R * ob,
+                     addr=a_addr + r0 * R * ob) for r0, rows in chunks] + tiles[1:]
+            mms[:1] = [matmul(0, r0, rows, i > 0) for i, (r0, rows) in enumerate(chunks)]
+            for load, (_, mm) in zip(loads[1:], mms, strict=True):
+                load["push_next"] = mm["pop_prev"] = True
         else:
-            loads.append(dict(buf=Buffer.SPAD_B, buf_addr=spad, rows=(gsize - 1) * R + kk,
-                              row_bytes=C * ob, addr=b_addr))
-        for j in range(gsize):
-            n = min(C, geo.N - (g0 + j) * C)
-            mms.append((j, dict(dataflow=Dataflow.WS, a_addr=spad, b_addr=spad + j * R,
-                                c_addr=c_base + j * tiling.block_rows, m=mrows, k=kk, n=n,
-                                accumulate=ks > 0)))
+            loads = [dict(buf=Buffer.SPAD_A, buf_addr=spad, rows=mrows, row_bytes=R * ob,
+                          addr=a_addr),
+                     dict(tiles[0], rows=(gsize - 1) * R + kk)]
     else:
         step = tiling.k_step
         for i in range(nmb):
@@ -572,11 +589,7 @@ def _step(geo, tiling, post, addrs, ctx, s):
     for load in loads:
         load["stride"] = load["row_bytes"]
     # Tokens: data ready, buffer free, accumulator free, results ready.
-    if geo.ws and s == 0:
-        # data ready per tile: MATMUL j waits for the A block and tile j only
-        for load, (_, mm) in zip(loads[1:], mms, strict=True):
-            load["push_next"] = mm["pop_prev"] = True
-    else:
+    if not (geo.ws and s == 0):
         loads = _merge_loads(loads)
         loads[-1]["push_next"] = True
         mms[0][1]["pop_prev"] = True

@@ -81,10 +81,11 @@ def run_reads(cfg, descs, *, size=1 << 16, seed=0, stall=0.0, errors=None, fill=
 
 
 def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=None,
-               timeout=50_000, stats=None, latency=(1, 12)):
+               timeout=50_000, stats=None, latency=(1, 12), cancel_after=None):
     """Write ``beats`` (payload dicts) for ``descs``; return the memory and the statuses.
     ``stats``, a dict, receives the cycle each status was taken in (``"status_cycles"``);
-    ``latency`` is the memory's range of response latencies in cycles."""
+    ``latency`` is the memory's range of response latencies in cycles; with ``cancel_after``
+    only that many beats are sent, and ``cancel`` is raised and held after the last."""
     dut = WriteEngine(cfg)
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -96,7 +97,9 @@ def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=Non
         await send(ctx, dut.desc, descs, rng, stall)
 
     async def data(ctx):
-        await send(ctx, dut.data, beats, rng, stall)
+        await send(ctx, dut.data, beats[:cancel_after], rng, stall)
+        if cancel_after is not None:
+            ctx.set(dut.cancel, 1)
         got["fed"] = True
 
     async def status(ctx):

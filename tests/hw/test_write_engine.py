@@ -128,6 +128,27 @@ def test_errors_one_after_another():
     assert np.array_equal(mem.data[mem.written], image[mem.written])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_cancel_keeps_the_transfer_before_whole(seed):
+    """A transfer whose words still go out when the next one is cancelled lands in full and
+    reports OKAY; the cancelled one, and those after it, report ``aborted``."""
+    cfg = small_cfg(2)
+    rng = np.random.default_rng(seed)
+    size = 1 << 14
+    descs = [{"addr": 0x100, "rows": 6, "row_bytes": 200, "stride": 256},
+             {"addr": 0x1000, "rows": 8, "row_bytes": 256, "stride": 256},
+             {"addr": 0x2000, "rows": 1, "row_bytes": 64, "stride": 0}]
+    beats, image = random_beats(cfg, rng, descs, size)
+    first = len(stripes(descs[0], cfg.stripe_bytes))
+    mem, status = run_writes(cfg, descs, beats, size=size, seed=seed, stall=0.5,
+                             latency=(20, 60), cancel_after=first + 6)
+    assert [(s.resp, s.aborted) for s in status] == [(0, 0), (0, 1), (0, 1)]
+    d = descs[0]
+    assert mem.written[d["addr"]:d["addr"] + 6 * d["stride"]].sum() == 6 * d["row_bytes"]
+    assert np.array_equal(mem.data[mem.written], image[mem.written])
+    assert not mem.written[0x2000:].any()
+
+
 def test_invalid_descriptor_is_refused_without_writing():
     cfg = small_cfg(2)
     descs = [{"addr": 64, "rows": 0, "row_bytes": 30, "stride": 0},

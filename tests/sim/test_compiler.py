@@ -409,7 +409,9 @@ def test_large_256_cubed_statistics(large_gemm):
     assert stats["ideal_cycles"] == ideal == 65536
     assert stats["matmul_cycles"] <= 1.02 * ideal
     matmuls = [i for i in large_gemm.program.instructions if i["opcode"] == Opcode.MATMUL]
-    m_min = min(m["m"] for m in matmuls)
+    # only the A chunks of the first step are short: a tile's rows each
+    assert [(m["m"], m["keep_weights"]) for m in matmuls[:4]] == [(16, 0)] + [(16, 1)] * 3
+    m_min = min(m["m"] for m in matmuls[4:])
     assert m_min >= 4 * cfg.rows
     # loads per MATMUL well below the MATMUL's cycles (the load engine writes a row a cycle)
     assert stats["load_rows"] / stats["matmuls"] <= 0.5 * m_min
@@ -504,7 +506,9 @@ def test_c_row_stride_leaves_the_gaps_alone():
 def test_token_recipe_double_buffers():
     """Loads of step s + 2 wait for the MATMULs of step s, MATMULs of block o + 2 for the
     STOREs of block o; the LOADs of a step come before the MATMULs of the step before; in
-    the first step each of the two B tiles is loaded and waited for on its own."""
+    the first step the first B tile, each chunk of the A block (of a tile's rows) and the
+    second B tile are loaded and waited for on their own, the second chunk keeping the first
+    tile's weights."""
     cfg = PRESETS["default"]
     tiling = choose_tiling(cfg, 60, 30, 40, max_block_rows=15, max_group=2)
     gemm = gemm_at(cfg, 60, 30, 40, tiling=tiling)
@@ -513,10 +517,10 @@ def test_token_recipe_double_buffers():
     matmuls = [i for i in instrs if i["opcode"] == Opcode.MATMUL]
     stores = [i for i in instrs if i["opcode"] == Opcode.STORE]
     steps = 4 * 3 * 4                                  # row blocks x groups x k-blocks
-    assert sum(i["push_next"] for i in loads) == steps + 1
+    assert sum(i["push_next"] for i in loads) == steps + 2
     assert sum(i["pop_next"] for i in loads) == steps - 2
     assert sum(i["push_prev"] for i in matmuls) == steps - 2
-    assert sum(i["pop_prev"] for i in matmuls) == steps + 1
+    assert sum(i["pop_prev"] for i in matmuls) == steps + 2
     assert [i["pop_prev"] for i in matmuls[:3]] == [1, 1, 1]
     blocks = 4 * 3
     assert sum(i["pop_next"] for i in matmuls) == blocks - 2
@@ -525,9 +529,12 @@ def test_token_recipe_double_buffers():
         i["push_next"] for i in matmuls)
     ops = [i["opcode"] for i in instrs]
     first_matmul = ops.index(Opcode.MATMUL)
-    assert ops[:first_matmul] == [Opcode.LOAD] * 5     # two steps of A and B loads ahead
-    assert [(i["buf"], i["rows"], i["push_next"]) for i in loads[:3]] == [
-        (Buffer.SPAD_A, 15, 0), (Buffer.SPAD_B, 8, 1), (Buffer.SPAD_B, 8, 1)]
+    assert ops[:first_matmul] == [Opcode.LOAD] * 6     # two steps of A and B loads ahead
+    assert [(i["buf"], i["rows"], i["push_next"]) for i in loads[:4]] == [
+        (Buffer.SPAD_B, 8, 0), (Buffer.SPAD_A, 8, 1), (Buffer.SPAD_A, 7, 1),
+        (Buffer.SPAD_B, 8, 1)]
+    assert [(i["m"], i["a_addr"], i["c_addr"], i["keep_weights"]) for i in matmuls[:3]] == [
+        (8, 0, 0, 0), (7, 8, 8, 1), (15, 0, 15, 0)]
 
 
 def test_plan_memory_places_aligned_disjoint_regions():
