@@ -23,9 +23,11 @@ Decode refuses an instruction with the code :func:`hw.isa.validate` gives it, ch
 same order: encoding (``ILLEGAL_INSTRUCTION``), counts (``BAD_DIMENSION``), buffer ranges
 (``BUFFER_RANGE``), then the LOAD's or STORE's memory region against the read or write
 protection window (``READ_PROTECTION``, ``WRITE_PROTECTION``), with the instruction's index
-and address. A refused instruction moves no byte: it never reaches its engine. The region's
-last byte is computed one stage ahead of decode, in a register stage after the instruction
-buffer. At START, the whole program (``PROG_LEN`` instructions from ``PROG_ADDR``) must lie in
+and address. A refused instruction moves no byte: it never reaches its engine. Three register stages
+between the instruction buffer and decode compute the region's last byte (the region, the
+product ``(rows - 1) * stride``, the sum) and the checks, so decode acts on registered verdicts;
+a register slice between each queue and its engine keeps the engine's ready out of the token
+logic. At START, the whole program (``PROG_LEN`` instructions from ``PROG_ADDR``) must lie in
 the read window (``READ_PROTECTION`` otherwise, index 0, address ``PROG_ADDR``).
 
 Running past ``PROG_LEN`` instructions without END stops the program with
@@ -59,6 +61,7 @@ from .isa import (
     out_bytes,
 )
 from .read_arbiter import read_client
+from .skid import SkidBuffer
 
 __all__ = ["QUEUE_DEPTH", "DEADLOCK_CYCLES", "StateLayout", "TOKEN_CHANNELS", "Controller"]
 
@@ -145,11 +148,6 @@ class _Region(data.StructLayout):
         })
 
 
-def _region_last(f):
-    """The last byte address of a LOAD's or STORE's region, wide enough not to wrap."""
-    return f.addr + (f.rows - 1) * f.stride + f.row_bytes - 1
-
-
 class Controller(wiring.Component):
     """Runs programs: fetch, decode, queues, tokens and errors (see the module docstring).
 
@@ -232,46 +230,60 @@ class Controller(wiring.Component):
             layout = engines[name].instr.payload.shape()
             q = ResetInserter(flush)(fifo.SyncFIFOBuffered(width=layout.size, depth=QUEUE_DEPTH))
             m.submodules[f"{name}_q"] = q
+            m.submodules[f"{name}_slice"] = SkidBuffer(layout)
             queues[name] = (q, layout)
 
-        # Pre-decode: the instruction and the last byte of its memory region, registered.
+        # Pre-decode: four stages that advance together whenever decode takes its word or
+        # has none. The first registers the instruction and its LOAD or STORE region (one
+        # multiplier for both opcodes), the second the product (rows - 1) * stride, the
+        # third the region's last byte, the fourth (decode's word) the instruction's checks.
         word = Signal(InstructionLayout(cfg))
         word_valid = Signal()
         take = Signal()
+        advance = ~word_valid | take
+        m.d.comb += fetch.word.ready.eq(advance)
         fetched = Signal(InstructionLayout(cfg))
-        m.d.comb += [fetched.eq(fetch.word.payload),
-                     fetch.word.ready.eq(~word_valid | take)]
-        last = Signal(cfg.addr_width + 1 + len(fetched.body.load.rows))
-        # One multiplier for both opcodes: the LOAD or STORE region is chosen before it.
+        m.d.comb += fetched.eq(fetch.word.payload)
         region = Signal(_Region(cfg))
         with m.If(fetched.header.opcode == Opcode.LOAD):
             m.d.comb += [region[f].eq(fetched.body.load[f]) for f, _ in _Region(cfg)]
         with m.Else():
             m.d.comb += [region[f].eq(fetched.body.store[f]) for f, _ in _Region(cfg)]
-        with m.If(fetch.word.valid & fetch.word.ready):
-            m.d.sync += [word.eq(fetched), word_valid.eq(1), last.eq(_region_last(region))]
-        with m.Elif(take):
-            m.d.sync += word_valid.eq(0)
+        stages = [(Signal(InstructionLayout(cfg), name=f"pre{i}"), Signal(name=f"pre{i}_valid"))
+                  for i in range(3)]
+        regions = [Signal(_Region(cfg), name=f"pre{i}_region") for i in range(2)]
+        rows_m1 = Signal.like(region.rows)
+        product = Signal(len(region.rows) + len(region.stride))
+        last = Signal(cfg.addr_width + 1 + len(region.rows))
+        with m.If(advance):
+            m.d.sync += [
+                stages[0][0].eq(fetched), stages[0][1].eq(fetch.word.valid),
+                regions[0].eq(region), rows_m1.eq(region.rows - 1),
+                stages[1][0].eq(stages[0][0]), stages[1][1].eq(stages[0][1]),
+                regions[1].eq(regions[0]), product.eq(rows_m1 * regions[0].stride),
+                stages[2][0].eq(stages[1][0]), stages[2][1].eq(stages[1][1]),
+                last.eq(regions[1].addr + product + regions[1].row_bytes - 1),
+                word.eq(stages[2][0]), word_valid.eq(stages[2][1]),
+            ]
         with m.If(~running):
-            m.d.sync += word_valid.eq(0)
+            m.d.sync += [word_valid.eq(0)] + [valid.eq(0) for _, valid in stages]
 
-        # Decode ------------------------------------------------------------------------------
-        index = Signal(32)
-        op = word.header.opcode
-        body = word.body
+        # Checks, of the third stage's instruction, registered for decode ----------------------
+        checked = stages[2][0]
+        body = checked.body
         used = {Opcode.LOAD: HEADER_WIDTH + body.load.shape().size,
                 Opcode.MATMUL: HEADER_WIDTH + body.matmul.shape().size,
                 Opcode.STORE: HEADER_WIDTH + body.store.shape().size,
                 Opcode.FENCE: HEADER_WIDTH, Opcode.END: HEADER_WIDTH}
-        raw = word.as_value()
-        h = word.header
+        raw = checked.as_value()
+        h = checked.header
         legal, dim_ok, range_ok, prot_ok = Signal(), Signal(), Signal(), Signal()
         prot_code = Signal(ErrorCode)
 
         def window(f, base, limit):
             return (f.addr >= base) & (last <= limit)
 
-        with m.Switch(op):
+        with m.Switch(h.opcode):
             with m.Case(Opcode.LOAD):
                 ok, dim, rng = _check_load(cfg, body.load)
                 m.d.comb += [legal.eq((raw[used[Opcode.LOAD]:] == 0) & ~h.pop_prev &
@@ -293,26 +305,37 @@ class Controller(wiring.Component):
             with m.Case(Opcode.FENCE, Opcode.END):
                 m.d.comb += [legal.eq((raw[HEADER_WIDTH:] == 0) & (h.as_value()[4:] == 0)),
                              dim_ok.eq(1), range_ok.eq(1), prot_ok.eq(1)]
-        refuse = Signal(ErrorCode)
+        verdict = Signal(ErrorCode)
         with m.If(~legal):
-            m.d.comb += refuse.eq(ErrorCode.ILLEGAL_INSTRUCTION)
+            m.d.comb += verdict.eq(ErrorCode.ILLEGAL_INSTRUCTION)
         with m.Elif(~dim_ok):
-            m.d.comb += refuse.eq(ErrorCode.BAD_DIMENSION)
+            m.d.comb += verdict.eq(ErrorCode.BAD_DIMENSION)
         with m.Elif(~range_ok):
-            m.d.comb += refuse.eq(ErrorCode.BUFFER_RANGE)
+            m.d.comb += verdict.eq(ErrorCode.BUFFER_RANGE)
         with m.Elif(~prot_ok):
-            m.d.comb += refuse.eq(prot_code)
-        accept = refuse == ErrorCode.NONE
+            m.d.comb += verdict.eq(prot_code)
+        refuse = Signal(ErrorCode)
+        accept = Signal()
+        with m.If(advance):
+            m.d.sync += [refuse.eq(verdict), accept.eq(verdict == ErrorCode.NONE)]
+
+        # Decode ------------------------------------------------------------------------------
+        index = Signal(32)
+        op = word.header.opcode
 
         # A queue's level counts an entry from the cycle after its write (r_rdy lags more).
-        idle = (Cat(~e.busy for e in engines.values()).all() &
+        # Between each queue and its engine, a register slice: the engine's ready does not
+        # reach the queue and the token counters in the same cycle.
+        slices = {name: m.submodules[f"{name}_slice"] for name in _QUEUES}
+        working = {name: engines[name].busy | slices[name].o.valid for name in _QUEUES}
+        idle = (Cat(~w for w in working.values()).all() &
                 Cat(q.level == 0 for q, _ in queues.values()).all())
         dispatch = {"load": Opcode.LOAD, "compute": Opcode.MATMUL, "store": Opcode.STORE}
         for name in dispatch:
             q, layout = queues[name]
             entry = Signal(layout, name=f"{name}_entry")
-            m.d.comb += [entry.header.eq(h), entry.index.eq(index),
-                         entry.body.eq(body[_BODY[name]]), q.w_data.eq(entry)]
+            m.d.comb += [entry.header.eq(word.header), entry.index.eq(index),
+                         entry.body.eq(word.body[_BODY[name]]), q.w_data.eq(entry)]
         with m.If(running & word_valid & accept):
             with m.Switch(op):
                 for name, opcode in dispatch.items():
@@ -344,8 +367,10 @@ class Controller(wiring.Component):
             m.d.comb += head.eq(q.r_data)
             ok = Cat(~head.header[bit] | (chans[ch] != 0)
                      for bit, ch in pops[name].items()).all()
-            m.d.comb += [e.instr.payload.eq(head), e.instr.valid.eq(q.r_rdy & ok & running),
-                         q.r_en.eq(e.instr.valid & e.instr.ready), e.abort.eq(aborting)]
+            sl = slices[name]
+            wiring.connect(m, sl.o, wiring.flipped(e.instr))
+            m.d.comb += [sl.i.payload.eq(head), sl.i.valid.eq(q.r_rdy & ok & running),
+                         q.r_en.eq(sl.i.valid & sl.i.ready), e.abort.eq(aborting)]
             for bit, ch in pops[name].items():
                 m.d.comb += dec[ch].eq(q.r_en & head.header[bit])
             for bit, ch in pushes[name].items():
@@ -359,17 +384,17 @@ class Controller(wiring.Component):
         # Deadlock: nothing runs, every queue is empty or waits for a token, and decode is
         # stuck on an instruction it cannot dispatch.
         stuck = Signal()
-        m.d.comb += stuck.eq(running & Cat(~e.busy for e in engines.values()).all() &
+        m.d.comb += stuck.eq(running & Cat(~w for w in working.values()).all() &
                              Cat(quiet_q.values()).all() &
                              Cat(w for w, _ in waits.values()).any() & word_valid & ~take &
                              accept)
         stuck_cycles = Signal(range(DEADLOCK_CYCLES + 1))
         m.d.sync += stuck_cycles.eq(Mux(stuck, stuck_cycles + 1, 0))
         deadlock = stuck & (stuck_cycles == DEADLOCK_CYCLES)
-        waiting_index = Signal(32)
+        waiting_index = Signal(32)      # a cycle late: stuck holds it for DEADLOCK_CYCLES
         for w, idx in reversed(waits.values()):
             with m.If(w):
-                m.d.comb += waiting_index.eq(idx)
+                m.d.sync += waiting_index.eq(idx)
 
         # Errors ------------------------------------------------------------------------------
         err = Signal(ErrorLayout(cfg))

@@ -15,8 +15,8 @@ __all__ = ["Fetcher"]
 class Fetcher(wiring.Component):
     """Fetches ``prog_len`` instruction words from ``prog_addr`` into a ``depth``-word buffer.
 
-    Reads go out in chunks of up to ``chunk`` instructions, one read descriptor each, and only
-    while the buffer has room for every word in flight, so the read engine never waits on a
+    Reads go out in chunks of up to ``chunk`` instructions, one read descriptor each (at most
+    one every three cycles), and only while the buffer has room for every word in flight, so the read engine never waits on a
     full buffer (a LOAD sharing the engine is never blocked behind instruction data). Words
     leave on ``word`` in program order.
 
@@ -73,18 +73,25 @@ class Fetcher(wiring.Component):
         m.d.comb += [self.idle.eq(pending == 0), self.level.eq(buf.level)]
 
         # Requests ------------------------------------------------------------------------------
+        # The next chunk and whether it may go out, from registers: computed one and two
+        # cycles ahead, and not used in the two cycles after a request, start or stop (their
+        # values then lag). Room only grows meanwhile otherwise (a word arriving moves from
+        # in flight to the buffer, one leaving frees a place; a status frees a descriptor).
         n = Signal(range(CH + 1))
-        m.d.comb += n.eq(Mux(remaining < CH, remaining, CH))
+        more, fits = Signal(), Signal()
+        cool = Signal(2)
+        m.d.sync += [n.eq(Mux(remaining < CH, remaining, CH)), more.eq(remaining != 0),
+                     fits.eq((buf.level + inflight + n <= D) & (pending < D))]
         desc = self.rd.desc
         m.d.comb += [
-            desc.valid.eq(~self.stop & (remaining != 0) &
-                          (buf.level + inflight + n <= D) & (pending < D)),
+            desc.valid.eq(~self.stop & (cool == 0) & more & fits),
             desc.payload.addr.eq(next_addr),
             desc.payload.rows.eq(1),
             desc.payload.row_bytes.eq(n * INSTR_BYTES),
             desc.payload.stride.eq(0),
         ]
         request = desc.valid & desc.ready
+        m.d.sync += cool.eq(Cat(request | self.start | self.stop, cool[0]))
 
         # Data: stripes to words ------------------------------------------------------------
         beat = self.rd.data.payload

@@ -292,14 +292,23 @@ class PostProcessor(wiring.Component):
             for j in range(L):
                 y = y4[j]
                 sat = Signal(signed(RESULT_WIDTH), name=f"sat{j}")
+
+                def saturated(t):
+                    # y fits in n bits when its bits from n - 1 up all equal its sign: a
+                    # wide AND and OR, no compare's carry chain
+                    lo, hi = _RANGE[t]
+                    top = y[8 * out_bytes(t) - 1:]
+                    if len(top) <= 1:
+                        return y
+                    fits = (top == 0) | (top == (1 << len(top)) - 1)
+                    return Mux(fits, y, Mux(y[-1], lo, hi))
+
                 with m.Switch(type4):
                     for t in OutType:
-                        lo, hi = _RANGE[t]
                         with m.Case(t):
-                            m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
+                            m.d.comb += sat.eq(saturated(t))
                     with m.Default():
-                        lo, hi = _RANGE[OutType.INT32]
-                        m.d.comb += sat.eq(Mux(y < lo, lo, Mux(y > hi, hi, y)))
+                        m.d.comb += sat.eq(saturated(OutType.INT32))
                 if passes == 1:
                     m.d.sync += y5[j].eq(sat)
                 else:
