@@ -108,9 +108,11 @@ class Accelerator(wiring.Component):
                     m.d.comb += b.eq(a)
                 else:
                     m.d.comb += a.eq(b)
-            m.d.comb += [csr.engine_busy[e].eq(engine.busy),
+            # The performance counters' increments go through registers (here and below),
+            # so that no handshake or popcount runs into the CSR block's wide adders.
+            m.d.sync += [csr.engine_busy[e].eq(engine.busy),
                          csr.engine_stalled[e].eq(engine.stall)]
-        m.d.comb += csr.macs.eq(compute.macs)
+        m.d.sync += csr.macs.eq(compute.macs)
 
         # Memory reads: fetch and LOAD share the read engine.
         wiring.connect(m, ctrl.rd, arbiter.client[0])
@@ -141,10 +143,19 @@ class Accelerator(wiring.Component):
             port = getattr(self, f"m_axi_hbm{p}")
             join_ports(m, port, getattr(reader, f"m_axi_hbm{p}"),
                        getattr(writer, f"m_axi_hbm{p}"))
-            m.d.comb += [
+            strobes = Signal(cfg.port_bytes, name=f"strobes{p}")
+            m.d.sync += [
                 csr.bytes_read[p].eq(Mux(port.rvalid & port.rready, cfg.port_bytes, 0)),
-                csr.bytes_written[p].eq(Mux(port.wvalid & port.wready,
-                                            sum(port.wstrb[i] for i in range(cfg.port_bytes)),
-                                            0)),
+                strobes.eq(Mux(port.wvalid & port.wready, port.wstrb, 0)),
+                csr.bytes_written[p].eq(_popcount(strobes)),
             ]
         return m
+
+
+def _popcount(bits):
+    """The number of set bits of ``bits``, as a balanced tree of adders."""
+    terms = [bits[i] for i in range(len(bits))]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
