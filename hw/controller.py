@@ -23,12 +23,13 @@ Decode refuses an instruction with the code :func:`hw.isa.validate` gives it, ch
 same order: encoding (``ILLEGAL_INSTRUCTION``), counts (``BAD_DIMENSION``), buffer ranges
 (``BUFFER_RANGE``), then the LOAD's or STORE's memory region against the read or write
 protection window (``READ_PROTECTION``, ``WRITE_PROTECTION``), with the instruction's index
-and address. A refused instruction moves no byte: it never reaches its engine. Three register stages
-between the instruction buffer and decode compute the region's last byte (the region, the
-product ``(rows - 1) * stride``, the sum) and the checks, so decode acts on registered verdicts;
-a register slice between each queue and its engine keeps the engine's ready out of the token
-logic. At START, the whole program (``PROG_LEN`` instructions from ``PROG_ADDR``) must lie in
-the read window (``READ_PROTECTION`` otherwise, index 0, address ``PROG_ADDR``).
+and address. A refused instruction moves no byte: it never reaches its engine. Three
+register stages between the instruction buffer and decode compute the region's last byte (the
+region, the product ``(rows - 1) * stride``, the sum) and the checks, so decode acts on
+registered verdicts; a register slice between each queue and its engine keeps the engine's
+ready out of the token logic. At START, the whole program (``PROG_LEN`` instructions from
+``PROG_ADDR``) must lie in the read window (``READ_PROTECTION`` otherwise, index 0, address
+``PROG_ADDR``).
 
 Running past ``PROG_LEN`` instructions without END stops the program with
 ``PROGRAM_OVERRUN``. When every engine is idle, every queue is either empty or waits at its

@@ -16,9 +16,9 @@ class Fetcher(wiring.Component):
     """Fetches ``prog_len`` instruction words from ``prog_addr`` into a ``depth``-word buffer.
 
     Reads go out in chunks of up to ``chunk`` instructions, one read descriptor each (at most
-    one every three cycles), and only while the buffer has room for every word in flight, so the read engine never waits on a
-    full buffer (a LOAD sharing the engine is never blocked behind instruction data). Words
-    leave on ``word`` in program order.
+    one every three cycles), and only while the buffer has room for every word in flight, so
+    the read engine never waits on a full buffer (a LOAD sharing the engine is never blocked
+    behind instruction data). Words leave on ``word`` in program order.
 
     ``prog_addr`` must be a multiple of ``INSTR_BYTES`` (the controller checks it). A read
     error pulses ``error`` (FETCH_ERROR, with the failing word's index and address). While

@@ -17,6 +17,17 @@ _RANGE = {t: (-(1 << (8 * out_bytes(t) - 1)), (1 << (8 * out_bytes(t) - 1)) - 1)
           for t in OutType}
 
 
+def _saturated(y, t):
+    """``y`` clamped to the range of ``t``. It fits when its bits from the type's sign bit up
+    all equal: a wide AND and OR, no compare's carry chain."""
+    lo, hi = _RANGE[t]
+    top = y[8 * out_bytes(t) - 1:]
+    if len(top) <= 1:
+        return y
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    return Mux(fits, y, Mux(y[-1], lo, hi))
+
+
 class PostOpLayout(data.StructLayout):
     """The settings of one STORE that post-processing needs.
 
@@ -292,23 +303,12 @@ class PostProcessor(wiring.Component):
             for j in range(L):
                 y = y4[j]
                 sat = Signal(signed(RESULT_WIDTH), name=f"sat{j}")
-
-                def saturated(t):
-                    # y fits in n bits when its bits from n - 1 up all equal its sign: a
-                    # wide AND and OR, no compare's carry chain
-                    lo, hi = _RANGE[t]
-                    top = y[8 * out_bytes(t) - 1:]
-                    if len(top) <= 1:
-                        return y
-                    fits = (top == 0) | (top == (1 << len(top)) - 1)
-                    return Mux(fits, y, Mux(y[-1], lo, hi))
-
                 with m.Switch(type4):
                     for t in OutType:
                         with m.Case(t):
-                            m.d.comb += sat.eq(saturated(t))
+                            m.d.comb += sat.eq(_saturated(y, t))
                     with m.Default():
-                        m.d.comb += sat.eq(saturated(OutType.INT32))
+                        m.d.comb += sat.eq(_saturated(y, OutType.INT32))
                 if passes == 1:
                     m.d.sync += y5[j].eq(sat)
                 else:

@@ -65,7 +65,7 @@ class StoreEngine(wiring.Component):
     between STOREs. The next STORE is taken in the cycle after the previous one's last row
     is read; up to ``depth`` STOREs are in flight (read, post-processed, written, or waiting
     for their write status), and their descriptors queue in front of the write engine, which
-    starts each one once the previous one's data is out. The read, post-processing and
+    starts each one once the previous one's bursts are issued. The read, post-processing and
     packing stages advance together; a :class:`~hw.skid.SkidBuffer` after the packer keeps
     ``wr_data.ready`` from reaching ``acc_read.en`` in the same cycle.
 
