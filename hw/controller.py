@@ -316,7 +316,7 @@ class Controller(wiring.Component):
         with m.Elif(~prot_ok):
             m.d.comb += verdict.eq(prot_code)
         refuse = Signal(ErrorCode)
-        accept = Signal()
+        accept = Signal()           # refuse == NONE, registered: no compare before take
         with m.If(advance):
             m.d.sync += [refuse.eq(verdict), accept.eq(verdict == ErrorCode.NONE)]
 
