@@ -67,7 +67,9 @@ class StoreEngine(wiring.Component):
     for their write status), and their descriptors queue in front of the write engine, which
     starts each one once the previous one's bursts are issued. The read, post-processing and
     packing stages advance together; a :class:`~hw.skid.SkidBuffer` after the packer keeps
-    ``wr_data.ready`` from reaching ``acc_read.en`` in the same cycle.
+    ``wr_data.ready`` from reaching ``acc_read.en`` in the same cycle, and another after the
+    realigner keeps it (and the write engine's ``cancel`` logic behind it) from reaching the
+    realigner's state.
 
     A STORE retires when its write status is OKAY (every write response came back OKAY). A
     status with an error response, or ``aborted`` or ``invalid``, pulses ``error`` (code
@@ -75,7 +77,7 @@ class StoreEngine(wiring.Component):
     neither retires nor reports anything until ``abort`` has been raised.
 
     While ``abort`` is high the engine takes and drops the instructions offered, stops
-    reading, empties the post-processor, the packer, the skid buffer and the realigner, and
+    reading, empties the post-processor, the packer, the skid buffers and the realigner, and
     holds ``wr_cancel``: the write engine takes no more data, completes the bursts it has issued
     without writing more, and reports the transfer it runs and every one after it as
     aborted. The descriptors of STOREs that had not reached the write engine yet are passed
@@ -141,6 +143,7 @@ class StoreEngine(wiring.Component):
         m.submodules.pack = pack = flush(Packer(cfg))
         m.submodules.skid = skid = flush(SkidBuffer(PackedRowLayout(cfg)))
         m.submodules.align = align = flush(Realigner(cfg))
+        m.submodules.out = out = flush(SkidBuffer(align.o.payload.shape()))
         # Regions and tickets are kept through an abort: every STORE taken gets its status.
         m.submodules.regions = regions = fifo.SyncFIFOBuffered(
             width=_Region(cfg).size, depth=self._depth)
@@ -303,7 +306,9 @@ class StoreEngine(wiring.Component):
             regions.r_en.eq(aligned & written),
         ]
         m.d.sync += [to_align.eq(aligned & ~written), to_write.eq(written & ~aligned)]
-        wiring.connect(m, align.o, wiring.flipped(self.wr_data))
+        # The write engine's ready reaches the realigner a cycle later, through a second skid.
+        wiring.connect(m, align.o, out.i)
+        wiring.connect(m, out.o, wiring.flipped(self.wr_data))
         m.d.comb += self.wr_cancel.eq(abort)
 
         # Statuses: retire or report, in order ------------------------------------------------
