@@ -62,27 +62,33 @@ class Realigner(wiring.Component):
         plan = planner.plan
 
         desc = Signal(CopyDescriptor(cfg))
-        src_row = Signal(cfg.addr_width)
-        dst_row = Signal(cfg.addr_width)
+        # the current row's source and destination offsets within a stripe
+        src_off = Signal(ls)
+        dst_off = Signal(ls)
         rows_left = Signal(16)
         prev = Signal(8 * S)
 
-        so = src_row[:ls]
-        do = dst_row[:ls]
-        sh = Signal(range(S))
-        m.d.comb += sh.eq(do - so)
-        behind = do < so         # an output stripe needs the next input stripe too
+        # Of the row's shift sh, what the rotation and the merge below need is kept in
+        # registers that change with the offsets, so no carry chain comes before them:
+        # S - sh, and which bytes lie below sh.
+        back = Signal(range(S + 1))
+        low_bytes = Signal(S)
+        behind = Signal()           # an output stripe needs the next input stripe too
+
+        def start_row(src, dst):
+            so, do = src[:ls], dst[:ls]
+            sh = (do - so)[:ls]
+            m.d.sync += [src_off.eq(so), dst_off.eq(do), back.eq(S - sh), behind.eq(do < so),
+                         low_bytes.eq(Cat(sh > j for j in range(S)))]
 
         # Rotation left by sh bytes, and the merge below, as whole-word shifts and masks: the
         # same barrel shifter in synthesis, and far less code for a simulator than a mux per
         # byte and stage.
         data = self.i.payload.data
-        back = Signal(range(S + 1))
-        m.d.comb += back.eq(S - sh)
         rot = Signal(8 * S)
         m.d.comb += rot.eq((Cat(data, data) >> Cat(C(0, 3), back))[:8 * S])
         low = Signal(8 * S)         # ones in the bytes below sh
-        m.d.comb += low.eq((C(1, 8 * S + 1) << Cat(C(0, 3), sh)) - 1)
+        m.d.comb += low.eq(Cat(bit.replicate(8) for bit in low_bytes))
 
         def merged(cur):
             return (prev & low) | (cur & ~low)
@@ -102,9 +108,8 @@ class Realigner(wiring.Component):
             m.d.comb += plan.ready.eq(1)
 
         def next_row():
-            m.d.sync += [rows_left.eq(rows_left - 1),
-                         src_row.eq(src_row + desc.src_stride),
-                         dst_row.eq(dst_row + desc.dst_stride)]
+            m.d.sync += rows_left.eq(rows_left - 1)
+            start_row(src_off + desc.src_stride[:ls], dst_off + desc.dst_stride[:ls])
             with m.If(rows_left == 1):
                 m.next = "IDLE"
             with m.Else():
@@ -134,8 +139,8 @@ class Realigner(wiring.Component):
                              self.desc.ready.eq(planner.desc.ready)]
                 with m.If(self.desc.valid & planner.desc.ready):
                     d = self.desc.payload
-                    m.d.sync += [desc.eq(d), src_row.eq(d.src), dst_row.eq(d.dst),
-                                 rows_left.eq(d.rows)]
+                    m.d.sync += [desc.eq(d), rows_left.eq(d.rows)]
+                    start_row(d.src, d.dst)
                     m.next = "FIRST"
             with m.State("FIRST"):
                 with m.If(behind):
