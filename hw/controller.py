@@ -159,6 +159,9 @@ class Controller(wiring.Component):
     soft_reset : In(1)
         Pulse: abort the running program (error code ABORTED); no effect while idle.
     prog_addr : In(cfg.addr_width), prog_len : In(32)
+        The program; with ``read_base`` and ``read_limit``, checked at ``start`` against
+        values registered a cycle before, so they must hold for a cycle before ``start`` (the
+        CSR block writes at most every other cycle, and pulses ``start`` after the write).
     read_base, read_limit, write_base, write_limit : In(cfg.addr_width)
         The protection windows (inclusive byte ranges), from the CSR block.
     rd : Out(read_client(cfg))
@@ -416,13 +419,20 @@ class Controller(wiring.Component):
             m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.PROGRAM_OVERRUN),
                          err.index.eq(index),
                          err.addr.eq(self.prog_addr + index * INSTR_BYTES)]
+        # The program's checks, registered: START comes from the CSR block, whose registers
+        # hold for at least a cycle before its start pulse.
         prog_last = self.prog_addr + self.prog_len * INSTR_BYTES - 1
+        bad_program, unreadable = Signal(), Signal()
+        m.d.sync += [
+            bad_program.eq((self.prog_len == 0) |
+                           (self.prog_addr[:(INSTR_BYTES - 1).bit_length()] != 0)),
+            unreadable.eq((self.prog_addr < self.read_base) | (prog_last > self.read_limit)),
+        ]
         with m.If(starting):
-            with m.If((self.prog_len == 0) |
-                      (self.prog_addr[:(INSTR_BYTES - 1).bit_length()] != 0)):
+            with m.If(bad_program):
                 m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.BAD_PROGRAM),
                              err.addr.eq(self.prog_addr)]
-            with m.Elif((self.prog_addr < self.read_base) | (prog_last > self.read_limit)):
+            with m.Elif(unreadable):
                 m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.READ_PROTECTION),
                              err.addr.eq(self.prog_addr)]
 
