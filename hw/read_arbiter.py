@@ -5,6 +5,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .skid import SkidBuffer
 from .transfer import Beat, Descriptor, Status
 
 __all__ = ["read_client", "ReadArbiter"]
@@ -29,7 +30,9 @@ class ReadArbiter(wiring.Component):
     ``end`` beat; a status that arrives for a transfer whose ``end`` beat never came (it
     failed, was aborted or was invalid) advances both. Each requester then sees exactly the
     beats and the status of its own transfers, in order: a status is offered only once every
-    beat of its transfer has been taken, however early the engine has it ready. At most
+    beat of its transfer has been taken, however early the engine has it ready. Beats reach
+    the requesters through a :class:`~hw.skid.SkidBuffer` (a cycle later), so a requester's
+    ready never reaches the engine in the same cycle. At most
     ``depth`` transfers are in
     flight. After a failed status shows up, no descriptor is granted until every queued
     status is taken, so no beat of a later transfer can reach a requester whose transfer
@@ -94,26 +97,30 @@ class ReadArbiter(wiring.Component):
 
         # Beats go to the head of the data queue; statuses to the head of the status queue.
         # A status of a transfer with beats waits for its end beat. A failed transfer has no
-        # end beat: its status waits until the engine holds none of its beats.
+        # end beat: its status waits until neither the engine nor the skid buffer holds any
+        # of its beats. The beats pass through the skid buffer so that a requester's ready
+        # does not reach the engine in the same cycle.
+        m.submodules.beats = beats = SkidBuffer(Beat(self._cfg))
+        wiring.connect(m, wiring.flipped(eng.data), beats.i)
         ends = Signal(range(depth + 1))     # end beats delivered whose status is not taken
         beat_ok = data_q.r_rdy
-        status_ok = status_q.r_rdy & Mux(failed, ~eng.data.valid, ends != 0)
+        status_ok = status_q.r_rdy & Mux(failed, ~eng.data.valid & ~beats.o.valid, ends != 0)
         for c in range(n):
             cl = self.client[c]
-            m.d.comb += [cl.data.payload.eq(eng.data.payload),
-                         cl.data.valid.eq(eng.data.valid & beat_ok & (data_q.r_data == c)),
+            m.d.comb += [cl.data.payload.eq(beats.o.payload),
+                         cl.data.valid.eq(beats.o.valid & beat_ok & (data_q.r_data == c)),
                          cl.status.payload.eq(eng.status.payload),
                          cl.status.valid.eq(eng.status.valid & status_ok &
                                             (status_q.r_data == c))]
         with m.Switch(data_q.r_data):
             for c in range(n):
                 with m.Case(c):
-                    m.d.comb += eng.data.ready.eq(beat_ok & self.client[c].data.ready)
+                    m.d.comb += beats.o.ready.eq(beat_ok & self.client[c].data.ready)
         with m.Switch(status_q.r_data):
             for c in range(n):
                 with m.Case(c):
                     m.d.comb += eng.status.ready.eq(status_ok & self.client[c].status.ready)
-        end_beat = eng.data.valid & eng.data.ready & eng.data.payload.end
+        end_beat = beats.o.valid & beats.o.ready & beats.o.payload.end
         status_taken = eng.status.valid & eng.status.ready
         orphan = status_taken & failed
         m.d.comb += [data_q.r_en.eq(end_beat | orphan), status_q.r_en.eq(status_taken)]
