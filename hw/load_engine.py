@@ -15,6 +15,7 @@ from .engine import ErrorCode, engine_members
 from .isa import Buffer, LoadLayout, acc_bytes, buffer_row_bytes, operand_bytes
 from .realign import Realigner
 from .scratchpad import a_row_layout, b_row_layout
+from .skid import SkidBuffer
 from .transfer import Beat, Descriptor, Status, _log2
 
 __all__ = ["LoadEngine"]
@@ -56,7 +57,8 @@ class LoadEngine(wiring.Component):
     the buffer rows are cut out of its stripes: ``stripe_bytes / row_bytes`` rows per stripe,
     or ``row_bytes / stripe_bytes`` stripes per row. Otherwise the descriptor has one row per
     memory row. The read data goes through a :class:`~hw.realign.Realigner` that starts every
-    descriptor row at byte 0 of a stripe; rows wider than a stripe are assembled from several.
+    descriptor row at byte 0 of a stripe, then a :class:`~hw.skid.SkidBuffer`; rows wider than
+    a stripe are assembled from several.
 
     Up to ``depth`` LOADs have their descriptors issued ahead of the one being written (the
     read engine answers in order), and a buffer row is written in every cycle in which the
@@ -206,10 +208,14 @@ class LoadEngine(wiring.Component):
             self.rd_data.ready.eq(realign.i.ready | flush),
         ]
 
-        # Cut: buffer rows out of the aligned stripes, one row per cycle.
+        # Cut: buffer rows out of the aligned stripes, one row per cycle. The stripes come
+        # through a skid buffer, so the cut's row arithmetic behind its ready does not reach
+        # the realigner's state in the same cycle.
         job = Signal(_Job(cfg))
         m.d.comb += job.eq(jobs.r_data)
-        o = realign.o
+        m.submodules.stripes = stripes = ResetInserter(flush)(SkidBuffer(Beat(cfg)))
+        wiring.connect(m, realign.o, stripes.i)
+        o = stripes.o
         cur = o.payload.data
         slot = Signal(range(max(slots, 2)))        # stripe of the current row
         off = Signal(ls)                           # byte offset of a packed row in its stripe
