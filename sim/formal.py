@@ -532,30 +532,41 @@ class ArbiterRouteHarness(Harness):
         m.d.sync += accepted.eq(accepted + granted)
         self.prove(m, (accepted - status_t)[:8] <= depth,
                    f"desc: at most {depth} transfers in flight")
+        sent = Signal(8)           # beats the engine has given
         self.drive_stream(m, eng.data, "eng_data")
         self.drive_stream(m, eng.status, "eng_status")
         beat, st = eng.data.payload, eng.status.payload
-        self.assume(m, ~eng.data.valid | ((data_t != accepted) & (beat.data[:8] == data_t)))
+        self.assume(m, ~eng.data.valid | ((data_t != accepted) & (beat.data[:8] == data_t) &
+                                          (beat.data[8:16] == sent)))
         self.assume(m, ~eng.status.valid | ((status_t != data_t) & (st.addr[:8] == status_t) &
                                             (st.resp == 0) & ~st.aborted & ~st.invalid))
         beat_taken = eng.data.valid & eng.data.ready
         status_taken = eng.status.valid & eng.status.ready
-        m.d.sync += [data_t.eq(data_t + (beat_taken & beat.end)),
+        m.d.sync += [data_t.eq(data_t + (beat_taken & beat.end)), sent.eq(sent + beat_taken),
                      status_t.eq(status_t + status_taken)]
-        m.d.comb += [owners.r_en.eq(beat_taken & beat.end),
-                     status_owners.r_en.eq(status_taken)]
 
+        # The requesters' side (beats may reach them cycles after the engine gave them): each
+        # beat once, in the engine's order (its number), to the requester of its transfer.
         got = [dut.client[c].data.valid & dut.client[c].data.ready for c in range(n)]
         got_status = [dut.client[c].status.valid & dut.client[c].status.ready
                       for c in range(n)]
-        self.prove(m, sum(got) == beat_taken, "data: one requester per beat")
+        delivered = Signal(8)      # beats the requesters have taken
+        any_got = Signal()
+        got_end = Signal()
+        for c in range(n):
+            pay = dut.client[c].data.payload
+            with m.If(got[c]):
+                m.d.comb += [any_got.eq(1), got_end.eq(pay.end)]
+            self.prove(m, ~got[c] | (pay.data[8:16] == delivered),
+                       "data: every beat once, in order")
+        m.d.sync += delivered.eq(delivered + any_got)
+        m.d.comb += [owners.r_en.eq(any_got & got_end), status_owners.r_en.eq(status_taken)]
+        self.prove(m, sum(got) <= 1, "data: one requester per beat")
+        self.prove(m, (sent - delivered)[:8] <= 2, "data: at most two beats held back")
         self.prove(m, sum(got_status) == status_taken, "status: one requester per status")
         for c in range(n):
             self.prove(m, ~got[c] | (owners.r_rdy & (owners.r_data == c)),
                        "data: beats go to the transfer's requester")
-            self.prove(m, ~got[c] | (Value.cast(dut.client[c].data.payload) ==
-                                     Value.cast(eng.data.payload)),
-                       "data: payload passed unchanged")
             self.prove(m, ~got_status[c] | (status_owners.r_rdy & (status_owners.r_data == c)),
                        "status: statuses go to the transfer's requester")
             self.reach(m, got_status[c] & (status_t != 0), f"status{c}: a later status taken")
