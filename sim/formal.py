@@ -536,8 +536,16 @@ class ArbiterRouteHarness(Harness):
         self.drive_stream(m, eng.data, "eng_data")
         self.drive_stream(m, eng.status, "eng_status")
         beat, st = eng.data.payload, eng.status.payload
+        def rest(payload):
+            """The payload bits besides the transfer and ``end``."""
+            return Cat(payload.data[8:], payload.mask, payload.last)
+
+        def numbered(seq, bits):
+            """The payload bits of beat number ``seq``."""
+            return Cat(seq.replicate(-(-len(bits) // len(seq))))[:len(bits)]
+
         self.assume(m, ~eng.data.valid | ((data_t != accepted) & (beat.data[:8] == data_t) &
-                                          (beat.data[8:16] == sent)))
+                                          (rest(beat) == numbered(sent, rest(beat)))))
         self.assume(m, ~eng.status.valid | ((status_t != data_t) & (st.addr[:8] == status_t) &
                                             (st.resp == 0) & ~st.aborted & ~st.invalid))
         beat_taken = eng.data.valid & eng.data.ready
@@ -551,15 +559,19 @@ class ArbiterRouteHarness(Harness):
         got_status = [dut.client[c].status.valid & dut.client[c].status.ready
                       for c in range(n)]
         delivered = Signal(8)      # beats the requesters have taken
+        arrived_t = Signal(8)      # transfer whose beats the requesters are taking
         any_got = Signal()
         got_end = Signal()
         for c in range(n):
             pay = dut.client[c].data.payload
             with m.If(got[c]):
                 m.d.comb += [any_got.eq(1), got_end.eq(pay.end)]
-            self.prove(m, ~got[c] | (pay.data[8:16] == delivered),
+            self.prove(m, ~got[c] | (rest(pay) == numbered(delivered, rest(pay))),
                        "data: every beat once, in order")
-        m.d.sync += delivered.eq(delivered + any_got)
+            self.prove(m, ~got[c] | (pay.data[:8] == arrived_t),
+                       "data: payload passed unchanged")
+        m.d.sync += [delivered.eq(delivered + any_got),
+                     arrived_t.eq(arrived_t + (any_got & got_end))]
         m.d.comb += [owners.r_en.eq(any_got & got_end), status_owners.r_en.eq(status_taken)]
         self.prove(m, sum(got) <= 1, "data: one requester per beat")
         self.prove(m, (sent - delivered)[:8] <= 2, "data: at most two beats held back")
