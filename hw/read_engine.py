@@ -436,8 +436,12 @@ class ReadEngine(wiring.Component):
             m.d.comb += port.stop_tag.eq(err_tag)
         # Quiet: nothing in flight, and no burst of an earlier transfer waiting to be issued
         # (those of the failing transfer and later ones wait until the datapath resets).
-        quiet = (Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all() &
-                 ~Cat(s.o.valid & before(s.o.payload.tag, err_tag) for s in skids).any())
+        # Registered: while a port has stopped, no burst is issued at or after the failing
+        # transfer, so once quiet it stays quiet until the datapath resets.
+        quiet = Signal()
+        m.d.sync += quiet.eq(
+            stop & Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all() &
+            ~Cat(s.o.valid & before(s.o.payload.tag, err_tag) for s in skids).any())
         with m.If(at_failure & quiet & status_room):
             m.d.comb += [abort.eq(1), status_we.eq(1),
                          status_in.resp.eq(resp), status_in.addr.eq(err_addr)]
