@@ -216,16 +216,28 @@ class Controller(wiring.Component):
         engines = {"load": self.load, "compute": self.compute, "store": self.store}
 
         running = Signal()          # fetching and dispatching
+        caught = Signal()           # an error is on its way to the error registers
         aborting = Signal()         # an error was latched; waiting for everything to go idle
         finishing = Signal()        # END was executed; waiting for the fetcher to go idle
-        m.d.comb += self.busy.eq(running | aborting | finishing)
+        m.d.comb += self.busy.eq(running | caught | aborting | finishing)
 
         m.submodules.fetch = fetch = Fetcher(cfg)
         wiring.connect(m, fetch.rd, wiring.flipped(self.rd))
         m.d.comb += [fetch.prog_addr.eq(self.prog_addr), fetch.prog_len.eq(self.prog_len),
                      fetch.stop.eq(~running)]
         starting = self.start & ~self.busy
-        m.d.comb += fetch.start.eq(starting)
+        # The program's checks, registered: START comes from the CSR block, whose registers
+        # hold for at least a cycle before its start pulse. A program that fails them is
+        # never fetched.
+        prog_last = self.prog_addr + self.prog_len * INSTR_BYTES - 1
+        bad_program, unreadable = Signal(), Signal()
+        m.d.sync += [
+            bad_program.eq((self.prog_len == 0) |
+                           (self.prog_addr[:(INSTR_BYTES - 1).bit_length()] != 0)),
+            unreadable.eq((self.prog_addr < self.read_base) | (prog_last > self.read_limit)),
+        ]
+        launch = starting & ~bad_program & ~unreadable
+        m.d.comb += fetch.start.eq(launch)
 
         # Queues ------------------------------------------------------------------------------
         flush = aborting
@@ -419,15 +431,6 @@ class Controller(wiring.Component):
             m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.PROGRAM_OVERRUN),
                          err.index.eq(index),
                          err.addr.eq(self.prog_addr + index * INSTR_BYTES)]
-        # The program's checks, registered: START comes from the CSR block, whose registers
-        # hold for at least a cycle before its start pulse.
-        prog_last = self.prog_addr + self.prog_len * INSTR_BYTES - 1
-        bad_program, unreadable = Signal(), Signal()
-        m.d.sync += [
-            bad_program.eq((self.prog_len == 0) |
-                           (self.prog_addr[:(INSTR_BYTES - 1).bit_length()] != 0)),
-            unreadable.eq((self.prog_addr < self.read_base) | (prog_last > self.read_limit)),
-        ]
         with m.If(starting):
             with m.If(bad_program):
                 m.d.comb += [err_valid.eq(1), err.code.eq(ErrorCode.BAD_PROGRAM),
@@ -450,15 +453,20 @@ class Controller(wiring.Component):
         ]
         m.d.comb += [self.done.eq(0), self.error.eq(0)]
         with m.If(starting):
-            m.d.sync += [running.eq(1), index.eq(0)]
+            m.d.sync += [running.eq(launch), index.eq(0)]
             m.d.sync += [count.eq(0) for count in chans.values()]
-        with m.If(err_valid & ~aborting):
-            m.d.sync += [running.eq(0), finishing.eq(0), aborting.eq(1),
-                         self.error_code.eq(err.code), self.error_index.eq(err.index),
-                         self.error_addr.eq(err.addr)]
+        # The first error goes through a register (the error registers), and aborts the run
+        # in the next cycle; dispatch is gated until then by its cause (a refused word is not
+        # taken) or harmless (the abort empties the queues and the engines drop what they
+        # are offered).
+        with m.If(err_valid & ~caught & ~aborting):
+            m.d.sync += [caught.eq(1), self.error_code.eq(err.code),
+                         self.error_index.eq(err.index), self.error_addr.eq(err.addr)]
+        with m.If(caught):
+            m.d.sync += [caught.eq(0), running.eq(0), finishing.eq(0), aborting.eq(1)]
         with m.Elif(end):
             m.d.sync += [running.eq(0), finishing.eq(1)]
-        with m.If(finishing & quiet):
+        with m.If(finishing & quiet & ~caught):
             m.d.sync += finishing.eq(0)
             m.d.comb += self.done.eq(1)
         with m.If(aborting & quiet):

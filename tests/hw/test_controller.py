@@ -81,6 +81,7 @@ class Bench:
         self.dut = Controller(cfg)
         self.accepted = {name: [] for name in ENGINES}
         self.order = []
+        self.fetches = []           # the fetcher's read descriptors
         self.tokens = dict.fromkeys(("lc", "cl", "cs", "sc"), 0)
         self.result = None
 
@@ -92,6 +93,7 @@ class Bench:
             while not valid:
                 _, _, valid, payload = await ctx.tick().sample(rd.desc.valid, rd.desc.payload)
             desc = {k: int(getattr(payload, k)) for k in ("addr", "rows", "row_bytes", "stride")}
+            self.fetches.append(desc)
             ctx.set(rd.desc.ready, 0)
             failed = self.fail_at is not None and \
                 desc["addr"] <= self.fail_at < desc["addr"] + desc["row_bytes"]
@@ -288,6 +290,7 @@ def test_program_outside_the_read_window():
         bench = Bench(cfg, words, rng, read_window=window)
         result = bench.run()
         assert (result["code"], result["addr"]) == (ErrorCode.READ_PROTECTION, 0x100)
+        assert bench.fetches == []      # not a byte of it is read
     assert Bench(cfg, words, rng, read_window=(0x100, 0x100 + 3 * INSTR_BYTES - 1)).run()["done"]
 
 
@@ -317,5 +320,7 @@ def test_fetch_error_and_bad_programs():
     result = Bench(cfg, words[:-1], rng).run()
     assert result["code"] == ErrorCode.PROGRAM_OVERRUN and result["index"] == len(words) - 1
     # a misaligned program
-    result = Bench(cfg, words, rng, prog_addr=0x110).run()
+    bench = Bench(cfg, words, rng, prog_addr=0x110)
+    result = bench.run()
     assert result["code"] == ErrorCode.BAD_PROGRAM and result["addr"] == 0x110
+    assert bench.fetches == []
