@@ -318,7 +318,6 @@ class ReadEngine(wiring.Component):
                 planner.desc.payload.eq(q.payload),
                 planner.desc.valid.eq(q.valid & ~q_invalid),
                 q.ready.eq(planner.desc.ready | q_invalid),
-                port.stop.eq(stop),
             ]
             skid = m.submodules[f"bursts{p}"] = reset(SkidBuffer(BurstRequest(cfg)))
             wiring.connect(m, planner.burst, skid.i)
@@ -432,15 +431,20 @@ class ReadEngine(wiring.Component):
                 m.d.comb += [resp.eq(ports[p].resp), err_tag.eq(ports[p].err_tag),
                              err_addr.eq(global_addr(cfg, p, ports[p].err_addr))]
         m.d.comb += stop.eq(resp != Resp.OKAY)
+        # The ports halt from registers, a cycle after the failing transfer is known (or
+        # moves to an earlier one).
+        halt, halt_tag = Signal(), Signal(TAG_BITS)
+        m.d.sync += [halt.eq(stop & ~abort), halt_tag.eq(err_tag)]
         for port in ports:
-            m.d.comb += port.stop_tag.eq(err_tag)
-        # Quiet: nothing in flight, and no burst of an earlier transfer waiting to be issued
-        # (those of the failing transfer and later ones wait until the datapath resets).
-        # Registered: while a port has stopped, no burst is issued at or after the failing
-        # transfer, so once quiet it stays quiet until the datapath resets.
+            m.d.comb += [port.stop.eq(halt), port.stop_tag.eq(halt_tag)]
+        # Quiet: the ports halt at the failing transfer, nothing is in flight, and no burst of
+        # an earlier transfer waits to be issued (those of the failing transfer and later ones
+        # wait until the datapath resets). Registered: once the merge is at the failing
+        # transfer, no earlier burst is left and no later one is issued, so quiet stays.
         quiet = Signal()
         m.d.sync += quiet.eq(
-            stop & Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all() &
+            stop & halt & (halt_tag == err_tag) &
+            Cat((port.outstanding == 0) & ~port.axi.arvalid for port in ports).all() &
             ~Cat(s.o.valid & before(s.o.payload.tag, err_tag) for s in skids).any())
         with m.If(at_failure & quiet & status_room):
             m.d.comb += [abort.eq(1), status_we.eq(1),
