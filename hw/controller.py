@@ -406,7 +406,8 @@ class Controller(wiring.Component):
                              accept)
         stuck_cycles = Signal(range(DEADLOCK_CYCLES + 1))
         m.d.sync += stuck_cycles.eq(Mux(stuck, stuck_cycles + 1, 0))
-        deadlock = stuck & (stuck_cycles == DEADLOCK_CYCLES)
+        deadlock = Signal()     # registered: nothing ends a deadlock but the abort it causes
+        m.d.sync += deadlock.eq(stuck & (stuck_cycles == DEADLOCK_CYCLES - 1))
         waiting_index = Signal(32)      # a cycle late: stuck holds it for DEADLOCK_CYCLES
         for w, idx in reversed(waits.values()):
             with m.If(w):
