@@ -32,8 +32,7 @@ class ReadArbiter(wiring.Component):
     beats and the status of its own transfers, in order: a status is offered only once every
     beat of its transfer has been taken, however early the engine has it ready. Beats reach
     the requesters through a :class:`~hw.skid.SkidBuffer` (a cycle later), so a requester's
-    ready never reaches the engine in the same cycle. At most
-    ``depth`` transfers are in
+    ready never reaches the engine in the same cycle. At most ``depth`` transfers are in
     flight. After a failed status shows up, no descriptor is granted until every queued
     status is taken, so no beat of a later transfer can reach a requester whose transfer
     failed (requesters take statuses as they come).
