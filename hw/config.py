@@ -57,6 +57,10 @@ class AccelConfig:
         Columns the STORE post-processor requantizes per cycle (each lane has its own
         ``acc_width`` x 16-bit multiplier); a row takes ``ceil(cols / post_lanes)`` cycles.
         0 to ``cols``; 0 (the default) stands for ``cols``, one row per cycle.
+    load_rows : int
+        Scratchpad rows a LOAD writes per cycle (a power of two dividing ``spad_depth``): each
+        bank is split into this many row-interleaved sub-banks, and the load engine cuts up to
+        this many rows out of a stripe per cycle when several rows fit in one.
     """
 
     name: str = "default"
@@ -75,6 +79,7 @@ class AccelConfig:
     addr_width: int = 34
     interleave_bytes: int = 0
     post_lanes: int = 0
+    load_rows: int = 1
 
     def __post_init__(self):
         def positive(field, value, lo=1, hi=None):
@@ -125,6 +130,10 @@ class AccelConfig:
                 not 0 <= self.post_lanes <= self.cols):
             raise ValueError(f"post_lanes must be an integer from 0 to cols ({self.cols}), "
                              f"0 for cols, not {self.post_lanes!r}")
+        positive("load_rows", self.load_rows, 1, 64)
+        if not _is_pow2(self.load_rows) or self.spad_depth % self.load_rows:
+            raise ValueError(f"load_rows must be a power of two from 1 to 64 dividing "
+                             f"spad_depth ({self.spad_depth}), not {self.load_rows!r}")
 
     # Derived widths -------------------------------------------------------------------------
 
@@ -212,8 +221,9 @@ class AccelConfig:
 PRESETS = {
     "tiny": AccelConfig(name="tiny", rows=2, cols=2, spad_depth=64, acc_depth=64, mem_ports=1,
                         port_width=64, burst_len=8, reads_in_flight=4),
-    "default": AccelConfig(),
-    "large": AccelConfig(name="large", rows=16, cols=16, spad_depth=2048, acc_depth=1024),
+    "default": AccelConfig(load_rows=4),
+    "large": AccelConfig(name="large", rows=16, cols=16, spad_depth=2048, acc_depth=1024,
+                         load_rows=8),
     # Lattice ECP5-85F (156 MULT18X18D, 208 DP16KD): 144 DSPs as MACs; four post-processing
     # lanes (8 DSPs) requantize a row in three cycles; the controller's region multiply
     # takes the last two. One 256-bit memory port: the engines' stripe datapaths (realigners,

@@ -14,7 +14,7 @@ from .axi import Resp
 from .engine import ErrorCode, engine_members
 from .isa import Buffer, LoadLayout, acc_bytes, buffer_row_bytes, operand_bytes
 from .realign import Realigner
-from .scratchpad import a_row_layout, b_row_layout
+from .scratchpad import a_row_layout, b_row_layout, rows_layout
 from .skid import SkidBuffer
 from .transfer import Beat, Descriptor, Status, _log2
 
@@ -63,7 +63,11 @@ class LoadEngine(wiring.Component):
     Up to ``depth`` LOADs have their descriptors issued ahead of the one being written (the
     read engine answers in order), and a buffer row is written in every cycle in which the
     realigner has the data for one, across LOAD boundaries too; the cycle the realigner takes
-    to start a descriptor is hidden while rows are still being cut from a stripe. A LOAD
+    to start a descriptor is hidden while rows are still being cut from a stripe. Packed rows
+    into the scratchpad go ``cfg.load_rows`` at a time: up to that many rows of a stripe are
+    cut and written in one cycle (the scratchpad's sub-banks take any ``load_rows``
+    consecutive rows at once), so a stripe of 16-byte rows in 128 bytes takes one cycle with
+    ``load_rows`` 8 instead of eight. Accumulator rows go one per cycle. A LOAD
     retires once its last row is written and its read status is OKAY. A status with an error
     response, ``aborted`` or ``invalid`` pulses ``error`` (``READ_ERROR``, the LOAD's index,
     the status address) instead; the engine then takes no instruction until ``abort``, writes
@@ -87,10 +91,10 @@ class LoadEngine(wiring.Component):
         From the read engine's ``data``.
     rd_status : In(stream.Signature(Status))
         From the read engine's ``status``.
-    a_write : In(WritePort.Signature(addr_width, a_row_layout(cfg), granularity=1))
-    b_write : In(WritePort.Signature(addr_width, b_row_layout(cfg), granularity=1))
-        To :class:`~hw.scratchpad.Scratchpad` ``a_write`` and ``b_write``;
-        ``addr_width`` is ``ceil_log2(spad_depth)``.
+    a_write : In(WritePort.Signature(addr_width, rows_layout(cfg, a_row_layout(cfg)), 1))
+    b_write : In(WritePort.Signature(addr_width, rows_layout(cfg, b_row_layout(cfg)), 1))
+        To :class:`~hw.scratchpad.Scratchpad` ``a_write`` and ``b_write`` (``load_rows`` rows
+        from ``addr``, one enable bit per row); ``addr_width`` is ``ceil_log2(spad_depth)``.
     acc_write : In(WritePort.Signature(addr_width, acc_row_layout(cfg), granularity=1))
         To :class:`~hw.accumulator.Accumulator` ``load``; ``addr_width`` is
         ``ceil_log2(acc_depth)``.
@@ -101,7 +105,7 @@ class LoadEngine(wiring.Component):
         If a buffer is deeper than a descriptor's 16-bit ``rows`` field can count.
     """
 
-    def __init__(self, cfg, depth=4):
+    def __init__(self, cfg, depth=8):
         if max(cfg.spad_depth, cfg.acc_depth) >= 1 << Descriptor(cfg)["rows"].width:
             raise ValueError(f"the load engine moves at most 65535 rows per LOAD; spad_depth "
                              f"{cfg.spad_depth} and acc_depth {cfg.acc_depth} must not exceed it")
@@ -112,10 +116,10 @@ class LoadEngine(wiring.Component):
             "rd_desc": Out(stream.Signature(Descriptor(cfg))),
             "rd_data": In(stream.Signature(Beat(cfg))),
             "rd_status": In(stream.Signature(Status(cfg))),
-            "a_write": In(WritePort.Signature(addr_width=spad_aw, shape=a_row_layout(cfg),
-                                              granularity=1)),
-            "b_write": In(WritePort.Signature(addr_width=spad_aw, shape=b_row_layout(cfg),
-                                              granularity=1)),
+            "a_write": In(WritePort.Signature(
+                addr_width=spad_aw, shape=rows_layout(cfg, a_row_layout(cfg)), granularity=1)),
+            "b_write": In(WritePort.Signature(
+                addr_width=spad_aw, shape=rows_layout(cfg, b_row_layout(cfg)), granularity=1)),
             "acc_write": In(WritePort.Signature(addr_width=acc_aw, shape=acc_row_layout(cfg),
                                                 granularity=1)),
         })
@@ -208,9 +212,10 @@ class LoadEngine(wiring.Component):
             self.rd_data.ready.eq(realign.i.ready | flush),
         ]
 
-        # Cut: buffer rows out of the aligned stripes, one row per cycle. The stripes come
-        # through a skid buffer, so the cut's row arithmetic behind its ready does not reach
-        # the realigner's state in the same cycle.
+        # Cut: buffer rows out of the aligned stripes, one row per cycle, or up to load_rows
+        # rows of a packed stripe into the scratchpad. The stripes come through a skid buffer,
+        # so the cut's row arithmetic behind its ready does not reach the realigner's state in
+        # the same cycle.
         job = Signal(_Job(cfg))
         m.d.comb += job.eq(jobs.r_data)
         m.submodules.stripes = stripes = ResetInserter(flush)(SkidBuffer(Beat(cfg)))
@@ -225,9 +230,28 @@ class LoadEngine(wiring.Component):
         def byte(value, i):
             return value[8 * i:8 * i + 8]
 
+        # Up to W rows per cycle out of a packed stripe into the scratchpad: row k of the cut
+        # (k >= 1) starts at offs[k] and exists while it is inside the stripe and the LOAD.
+        W = cfg.load_rows
+        RS = max(buffer_row_bytes(cfg, b) for b in (Buffer.SPAD_A, Buffer.SPAD_B))
+        offs = [off] + [Signal(ls + 1, name=f"off{k}") for k in range(1, W + 1)]
+        more = [Signal(name=f"more{k}") for k in range(1, W)]
+        for k in range(1, W + 1):
+            m.d.comb += offs[k].eq(off + job.row_bytes * k)
+        ok = job.packed & (job.buf != Buffer.ACC)
+        for k, valid in enumerate(more, 1):
+            m.d.comb += valid.eq(ok & ~offs[k][ls] & (row + k < job.rows))
+            ok = valid
+        cut = Signal(range(W + 1))              # rows cut this cycle
+        next_off = Signal(ls + 1)
+        m.d.comb += [cut.eq(1), next_off.eq(offs[1])]
+        for k, valid in enumerate(more, 1):
+            with m.If(valid):
+                m.d.comb += [cut.eq(k + 1), next_off.eq(offs[k + 1])]
+
         row_done = ((slot + 1) << ls) >= job.row_bytes
-        last_row = row_done & (row + 1 == job.rows)
-        stripe_done = ~job.packed | last_row | (off + job.row_bytes == S)
+        last_row = row_done & (row + cut == job.rows)
+        stripe_done = ~job.packed | last_row | next_off[ls]
         go = Signal()
         m.d.comb += [
             go.eq(o.valid & jobs.r_rdy & ~flush),
@@ -235,38 +259,50 @@ class LoadEngine(wiring.Component):
             jobs.r_en.eq(go & last_row),
         ]
 
-        # A packed row starts at a multiple of row_bytes, so byte p of it (p < row_bytes, a
-        # power of two) is stripe byte off + p = off | p: the choice is among the bytes that
-        # share the low bits of p, indexed by the bits of off above them.
-        first = []
-        for p in range(min(R, S)):
-            b = p.bit_length()
-            if b >= ls:
-                first.append(byte(cur, p))
-            else:
-                first.append(Cat(byte(cur, (c << b) | p) for c in range(S >> b))
-                             .word_select(off[b:], 8))
-        parts = [Cat(first) if slots == 1 else Mux(slot == 0, Cat(first), held[0])]
+        def select(at, nbytes):
+            """Bytes ``0 .. nbytes - 1`` of the packed row at stripe offset ``at``: it starts
+            at a multiple of row_bytes, so byte p of it (p < row_bytes, a power of two) is
+            stripe byte at + p = at | p: the choice is among the bytes that share the low bits
+            of p, indexed by the bits of ``at`` above them."""
+            out = []
+            for p in range(nbytes):
+                b = p.bit_length()
+                if b >= ls:
+                    out.append(byte(cur, p))
+                else:
+                    out.append(Cat(byte(cur, (c << b) | p) for c in range(S >> b))
+                               .word_select(at[b:ls], 8))
+            return Cat(out)
+
+        def pad(whole, nbytes):
+            return Cat(Mux(job.row_bytes > k * g, whole[8 * g * k:8 * g * (k + 1)], 0)
+                       for k in range(nbytes // g))
+
+        first = select(off, min(R, S))
+        parts = [first if slots == 1 else Mux(slot == 0, first, held[0])]
         for i in range(1, slots):
             width = 8 * min(S, R - i * S)
             parts.append(cur[:width] if i == slots - 1 else Mux(slot == i, cur, held[i]))
-        whole = Cat(parts)
-        padded = Cat(Mux(job.row_bytes > k * g, whole[8 * g * k:8 * g * (k + 1)], 0)
-                     for k in range(R // g))
+        # rows k >= 1 are packed, so they lie within a stripe
+        padded = [pad(Cat(parts), R)] + [pad(select(offs[k], min(RS, S)), min(RS, S))
+                                         for k in range(1, W)]
 
         wr_valid = Signal()
         wr_last = Signal()
         wr_buf = Signal(Buffer)
         wr_addr = Signal(range(max(depth, 2)))
-        wr_row = Signal(8 * R)
+        wr_rows = [Signal(8 * R, name="wr_row0")] + [
+            Signal(8 * RS, name=f"wr_row{k}") for k in range(1, W)]
+        wr_more = Signal(W)                     # which rows of the cut exist
         m.d.sync += wr_valid.eq(go & row_done)
         with m.If(go):
             with m.If(row_done):
                 m.d.sync += [wr_last.eq(last_row), wr_buf.eq(job.buf),
-                             wr_addr.eq(job.buf_addr + row), wr_row.eq(padded),
-                             slot.eq(0), row.eq(row + 1)]
+                             wr_addr.eq(job.buf_addr + row), wr_more.eq(Cat(1, *more)),
+                             slot.eq(0), row.eq(row + cut)]
+                m.d.sync += [reg.eq(value) for reg, value in zip(wr_rows, padded, strict=True)]
                 with m.If(job.packed):
-                    m.d.sync += off.eq(off + job.row_bytes)
+                    m.d.sync += off.eq(next_off)
                 with m.If(last_row):
                     m.d.sync += [row.eq(0), off.eq(0)]
             with m.Else():
@@ -277,23 +313,26 @@ class LoadEngine(wiring.Component):
         with m.If(flush):
             m.d.sync += [slot.eq(0), row.eq(0), off.eq(0)]
 
-        # Write: the whole row, all lanes enabled, into the LOAD's buffer.
+        # Write: whole rows, all lanes, into the LOAD's buffer (the scratchpad W at a time).
         write = Signal()
         m.d.comb += write.eq(wr_valid & ~flush)
 
-        def lanes(n, size, width):
-            return Cat(wr_row[8 * size * i:8 * size * i + width] for i in range(n))
+        def lanes(row, n, size, width):
+            return Cat(row[8 * size * i:8 * size * i + width] for i in range(n))
 
-        ab = acc_bytes(cfg)
-        for port, buf, n, size, width in (
-                (self.a_write, Buffer.SPAD_A, cfg.rows, g, cfg.in_width),
-                (self.b_write, Buffer.SPAD_B, cfg.cols, g, cfg.in_width),
-                (self.acc_write, Buffer.ACC, cfg.cols, ab, cfg.acc_width)):
+        for port, buf, n in ((self.a_write, Buffer.SPAD_A, cfg.rows),
+                             (self.b_write, Buffer.SPAD_B, cfg.cols)):
             m.d.comb += [
                 port.addr.eq(wr_addr),
-                port.data.eq(lanes(n, size, width)),
-                port.en.eq(Mux(write & (wr_buf == buf), (1 << len(port.en)) - 1, 0)),
+                port.data.eq(Cat(lanes(r, n, g, cfg.in_width) for r in wr_rows)),
+                port.en.eq(Mux(write & (wr_buf == buf), wr_more, 0)),
             ]
+        port = self.acc_write
+        m.d.comb += [
+            port.addr.eq(wr_addr),
+            port.data.eq(lanes(wr_rows[0], cfg.cols, acc_bytes(cfg), cfg.acc_width)),
+            port.en.eq(Mux(write & (wr_buf == Buffer.ACC), (1 << len(port.en)) - 1, 0)),
+        ]
 
         # Retire: statuses come in order; an OKAY one is taken once its LOAD's rows are
         # written, a failed one at once.

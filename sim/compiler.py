@@ -56,36 +56,41 @@ the post-processing. Each phase LOADs its bias rows and its scale rows (those in
 behind the first step's LOADs when the phase has more than one step per output block (STOREs
 wait for the next step), before them otherwise.
 
-Costs (one buffer row per cycle in the load and store engines; a MATMUL about ``max(m, k)``
+Costs (the load engine writes ``load_rows`` scratchpad rows per cycle where that many fit
+in a stripe, else one; the store engine one row per cycle; a MATMUL about ``max(m, k)``
 cycles): a WS step computes ``group * block_rows`` cycles and loads ``block_rows + group * R``
-rows, so loads stay below compute when ``R / block_rows + 1 / group`` is well below 1.
-:func:`choose_tiling` searches ``block_rows``, ``group`` (and ``k_step`` in OS) for the least
-estimated time, counting a load or store row double so that memory keeps slack, plus the
-start (the first tile and A chunk) and the end (the last block's rows), within the buffer
-sizes below. For 256 x 256 x 256 on the ``large`` preset (16 x 16) it picks
-``block_rows`` 64 and ``group`` 8: 1024 MATMULs of 64 cycles (65536, the ideal
-``M * K * N / (rows * cols)``), 24 rows loaded per MATMUL, 1352 instructions.
+rows. The scratchpad is cut into ``slots`` slots that the steps take in turn, so the LOADs of
+step s start when step ``s - slots`` ends and a step takes at least ``(STEP_LATENCY + its
+load cycles + its compute) / slots``. :func:`choose_tiling` searches ``block_rows``,
+``group``, ``slots`` (and ``k_step`` in OS) for the least estimated time, counting load and
+store cycles double so that memory keeps slack, plus the start (the first tile and A chunk)
+and the end (the last block's rows), within the buffer sizes below. For 256 x 256 x 256 on
+the ``large`` preset (16 x 16, 8 rows per cycle) it picks ``block_rows`` 52, ``group`` 8 and
+3 slots: MATMULs of 51 and 52 rows, 65536 cycles of them (the ideal
+``M * K * N / (rows * cols)``).
 
-Buffer map (``T`` = table rows, ``HC = (acc_depth - T) // 2``, ``H = spad_depth // 2``):
+Buffer map (``T`` = table rows, ``HC = (acc_depth - T) // 2``, ``H = spad_depth // slots``):
 
 =============  =============================================================================
 buffer         rows
 =============  =============================================================================
-bank A         half h = step % 2 at ``h * H``: WS the A block; OS m-block i at ``+ i * k_step``
-bank B         half h = step % 2 at ``h * H``: tile j at ``+ j * R`` (WS), ``+ j * k_step`` (OS)
+bank A         slot h = step % slots at ``h * H``: WS the A block; OS m-block i at
+               ``+ i * k_step``
+bank B         slot h = step % slots at ``h * H``: tile j at ``+ j * R`` (WS), ``+ j * k_step``
+               (OS)
 accumulator    ``0 .. phase-1`` bias rows, then ``phase`` scale rows (those in use);
                half o % 2 of output block o at ``T + (o % 2) * HC``: column block j at
                ``+ j * block_rows`` (OS: m-block i of it at ``+ i * R``)
 =============  =============================================================================
 
-Dependency tokens (the double-buffering recipe of :mod:`hw.isa`), for steps ``s = 0 .. S-1``
-and output blocks ``o = 0 .. O-1`` of a phase:
+Dependency tokens (the double-buffering recipe of :mod:`hw.isa`, with ``slots`` buffers),
+for steps ``s = 0 .. S-1`` and output blocks ``o = 0 .. O-1`` of a phase:
 
 - data ready: the last LOAD of step s pushes, the first MATMUL of step s pops; in the first
   step of a WS phase, each A chunk and each B tile after the first is its own LOAD and
   pushes, and each MATMUL pops (the first tile's LOAD comes before the first chunk's);
-- buffer free: the last MATMUL of step s pushes while ``s + 2 < S``; the first LOAD of step
-  ``s + 2`` pops (both halves start free);
+- buffer free: the last MATMUL of step s pushes while ``s + slots < S``; the first LOAD of
+  step ``s + slots`` pops (every slot starts free);
 - results ready: in the last step of block o, the last MATMUL of each column block pushes;
   the STORE of that column block pops;
 - accumulator free: the last STORE of block o pushes while ``o + 2 < O``; the first MATMUL
@@ -99,6 +104,8 @@ ends at zero.
 """
 
 import dataclasses
+import itertools
+from collections import Counter
 
 import numpy as np
 
@@ -123,6 +130,14 @@ __all__ = [
 
 ALIGN = 4096
 """Default alignment of the regions :func:`plan_memory` places (a 4 KiB page)."""
+
+MAX_SLOTS = 4
+"""Most scratchpad slots :func:`choose_tiling` tries."""
+
+STEP_LATENCY = 90
+"""Cycles, besides its LOADs' rows, from the end of a step's MATMULs to the start of the
+step two later, whose LOADs wait for that end: the buffer-free token, the LOADs' issue and
+memory latency, the data-ready token and the array's drain, measured on the HBM model."""
 
 TABLE_FRACTION = 8
 """Bias and scale tables take at most ``acc_depth // TABLE_FRACTION`` accumulator rows; more
@@ -225,7 +240,11 @@ class Tiling:
     phase : int
         Column blocks whose bias and scale rows are resident at once (at most).
     k_step : int
-        Reduction per step: ``rows`` in WS; OS up to half the scratchpad.
+        Reduction per step: ``rows`` in WS; OS up to a scratchpad slot.
+    slots : int
+        Scratchpad slots the steps take in turn (2 to :data:`MAX_SLOTS`), each
+        ``spad_depth // slots`` rows of each bank: the LOADs of step s wait for the MATMULs
+        of step ``s - slots`` only.
     """
 
     dataflow: Dataflow
@@ -233,6 +252,7 @@ class Tiling:
     group: int
     phase: int
     k_step: int
+    slots: int = 2
 
 
 class _Geometry:
@@ -247,12 +267,22 @@ class _Geometry:
         self.KB, self.NB, self.MB = _cdiv(K, self.R), _cdiv(N, self.C), _cdiv(M, self.R)
         self.bias, self.per_column = bool(bias), bool(per_column)
         self.ntab = int(self.bias) + int(self.per_column)
-        self.half_spad = cfg.spad_depth // 2
         self.sub_rows = min(self.R, M)          # OS: rows of a full m-block
 
     @property
     def ws(self):
         return self.dataflow == Dataflow.WS
+
+    def slot_rows(self, slots):
+        return self.cfg.spad_depth // slots
+
+    def load_rate(self, row_bytes):
+        """Scratchpad rows of ``row_bytes`` the load engine writes per cycle in a contiguous
+        LOAD: up to ``load_rows`` of those in a stripe."""
+        S = self.cfg.stripe_bytes
+        if row_bytes < S and row_bytes & (row_bytes - 1) == 0:
+            return min(self.cfg.load_rows, S // row_bytes)
+        return 1
 
     def acc_half(self, phase):
         return (self.cfg.acc_depth - self.ntab * phase) // 2
@@ -308,6 +338,8 @@ def _check_tiling(geo, tiling):
     if Dataflow(tiling.dataflow) != geo.dataflow:
         raise ValueError(f"tiling.dataflow must be {geo.dataflow.name} as the GEMM's, "
                          f"not {Dataflow(tiling.dataflow).name}")
+    _check_int("tiling.slots", tiling.slots, 2, MAX_SLOTS)
+    slot = geo.slot_rows(tiling.slots)
     _check_int("tiling.phase", tiling.phase, 1, geo.NB)
     _check_int("tiling.group", tiling.group, 1, tiling.phase)
     half_acc = geo.acc_half(tiling.phase)
@@ -317,24 +349,25 @@ def _check_tiling(geo, tiling):
                          f"tiling.phase")
     if geo.ws:
         _check_int("tiling.k_step", tiling.k_step, geo.R, geo.R)
-        _check_int("tiling.block_rows", tiling.block_rows, 1, min(geo.M, geo.half_spad))
-        if tiling.group * geo.R > geo.half_spad:
+        _check_int("tiling.block_rows", tiling.block_rows, 1, min(geo.M, slot))
+        if tiling.group * geo.R > slot:
             raise ValueError(
-                f"tiling.group must be at most {geo.half_spad // geo.R} (group * rows "
-                f"{geo.R} bank-B rows fit in half of spad_depth {cfg.spad_depth}), "
-                f"not {tiling.group}")
+                f"tiling.group must be at most {slot // geo.R} (group * rows "
+                f"{geo.R} bank-B rows fit in a slot of {slot} rows, spad_depth "
+                f"{cfg.spad_depth} // tiling.slots {tiling.slots}), not {tiling.group}")
     else:
         if tiling.block_rows % geo.sub_rows or not \
                 1 <= tiling.block_rows // geo.sub_rows <= geo.MB:
             raise ValueError(f"tiling.block_rows must be a multiple of {geo.sub_rows} up to "
                              f"{geo.MB * geo.sub_rows} in OS, not {tiling.block_rows!r}")
         sub = tiling.block_rows // geo.sub_rows
-        hi = min(geo.K, geo.half_spad // max(sub, tiling.group))
+        hi = min(geo.K, slot // max(sub, tiling.group))
         if hi < 1:
             raise ValueError(
-                f"half of spad_depth {cfg.spad_depth} cannot hold one row for each of "
-                f"{sub} m-blocks and {tiling.group} column blocks; use a smaller "
-                f"tiling.block_rows or tiling.group")
+                f"a slot of {slot} rows (spad_depth {cfg.spad_depth} // tiling.slots "
+                f"{tiling.slots}) cannot hold one row for each of {sub} m-blocks and "
+                f"{tiling.group} column blocks; use a smaller tiling.block_rows or "
+                f"tiling.group")
         _check_int("tiling.k_step", tiling.k_step, 1, hi)
     if tiling.block_rows * tiling.group > half_acc:
         raise ValueError(
@@ -344,28 +377,36 @@ def _check_tiling(geo, tiling):
 
 
 def _estimate(geo, tiling):
-    """(compute cycles, load rows, store rows, fill and drain cycles) of a tiling."""
+    """(compute cycles, load cycles, store rows, fill and drain cycles) of a tiling. A step
+    takes at least ``(STEP_LATENCY + its loads + its compute) / slots``: its LOADs start
+    when the step ``slots`` before it ends (see the module documentation)."""
+    a_rate, b_rate = geo.load_rate(geo.R * geo.ob), geo.load_rate(geo.C * geo.ob)
     blocks = geo.row_blocks(tiling)
-    ksteps = geo.k_steps(tiling)
     phases = geo.phases(tiling)
-    ngroups = sum(_cdiv(size, tiling.group) for _, size in phases)
+    groups = Counter(g for p0, size in phases for _, g in geo.groups(p0, size, tiling))
+    ksteps = Counter(kk for _, kk in geo.k_steps(tiling))
     if geo.ws:
-        sizes = {}
-        for _, m, _, _ in blocks:
-            sizes[m] = sizes.get(m, 0) + 1
-        compute = geo.NB * sum(count * sum(max(m, k) for _, k in ksteps)
-                               for m, count in sizes.items())
-        loads = geo.M * geo.KB * ngroups + len(blocks) * (
-            (geo.NB - ngroups) * geo.R * geo.KB + ngroups * geo.K)
-        fill = geo.R + min(blocks[0][1], geo.R)     # a tile and an A chunk
+        subs = Counter((m, (m,)) for _, m, _, _ in blocks)
     else:
-        last_m = geo.M - (geo.MB - 1) * geo.R
-        per_block = [(geo.MB - 1, geo.R), (1, last_m)]
-        compute = geo.NB * sum(count * sum(max(m, k) for _, k in ksteps)
-                               for count, m in per_block)
-        loads = geo.MB * geo.K * ngroups + len(blocks) * geo.NB * geo.K
-        fill = (blocks[0][3] + tiling.group) * ksteps[0][1]
+        subs = Counter((nmb, tuple(min(geo.R, geo.M - (b0 + i) * geo.R) for i in range(nmb)))
+                       for _, _, b0, nmb in blocks)
+    compute = loads = 0
+    for (a, ms), nb in subs.items():
+        for g, ng in groups.items():
+            for kk, nk in ksteps.items():
+                c = g * sum(max(m, kk) for m in ms)
+                if geo.ws:          # the A block; the group's tiles, the last one kk rows
+                    ld = a / a_rate + ((g - 1) * geo.R + kk) / b_rate
+                else:               # kk rows of A^T per m-block and of B per column block
+                    ld = a * kk / a_rate + g * kk / b_rate
+                count = nb * ng * nk
+                compute += count * max(c, (STEP_LATENCY + ld + c) / tiling.slots)
+                loads += count * ld
     loads += geo.ntab * geo.NB
+    if geo.ws:
+        fill = geo.R / b_rate + min(blocks[0][1], geo.R * a_rate) / a_rate  # a tile, an A chunk
+    else:
+        fill = (blocks[0][3] / a_rate + tiling.group / b_rate) * geo.k_steps(tiling)[0][1]
     stores = geo.M * geo.NB
     drain = blocks[-1][1]
     return compute, loads, stores, len(phases) * (fill + drain)
@@ -410,11 +451,12 @@ def choose_tiling(cfg, M, K, N, *, dataflow=Dataflow.WS, bias=False, per_column=
     groups = sorted({_cdiv(phase, count) for count in range(1, phase + 1)})
     groups = [g for g in groups if g <= group_cap]
     best = None
-    for group in groups:
+    for slots, group in itertools.product(range(2, MAX_SLOTS + 1), groups):
+        slot = geo.slot_rows(slots)
         if geo.ws:
-            if group * geo.R > geo.half_spad or group > half_acc:
+            if group * geo.R > slot or group > half_acc:
                 continue
-            limit = min(geo.M, geo.half_spad, half_acc // group)
+            limit = min(geo.M, slot, half_acc // group)
             if max_block_rows is not None:
                 limit = min(limit, max_block_rows)
             least = _cdiv(geo.M, limit)
@@ -422,19 +464,19 @@ def choose_tiling(cfg, M, K, N, *, dataflow=Dataflow.WS, bias=False, per_column=
             candidates = []
             for count in sorted(c for c in counts if c <= geo.M):
                 block_rows = _cdiv(geo.M, count)
-                candidates.append(Tiling(Dataflow.WS, block_rows, group, phase, geo.R))
+                candidates.append(Tiling(Dataflow.WS, block_rows, group, phase, geo.R, slots))
         else:
             candidates = []
             subs = min(geo.MB, half_acc // (geo.sub_rows * group))
             if max_block_rows is not None:
                 subs = min(subs, max_block_rows // geo.sub_rows)
             for sub in range(1, subs + 1):
-                k_step = min(geo.K, geo.half_spad // max(sub, group))
+                k_step = min(geo.K, slot // max(sub, group))
                 if k_step < 1:
                     continue
                 k_step = _cdiv(geo.K, _cdiv(geo.K, k_step))
                 candidates.append(Tiling(Dataflow.OS, sub * geo.sub_rows, group, phase,
-                                         k_step))
+                                         k_step, slots))
         for tiling in candidates:
             score = _score(geo, tiling)
             if best is None or score < best[0]:
@@ -534,7 +576,7 @@ def _step(geo, tiling, post, addrs, ctx, s):
     o, ks = steps[s]
     (m0, mrows, b0, nmb), (g0, gsize) = blocks[o]
     k0, kk = ksteps[ks]
-    spad = (s % 2) * geo.half_spad
+    spad = (s % tiling.slots) * geo.slot_rows(tiling.slots)
     c_base = geo.ntab * tiling.phase + (o % 2) * geo.acc_half(tiling.phase)
     loads, mms = [], []
     if geo.ws:
@@ -557,7 +599,7 @@ def _step(geo, tiling, post, addrs, ctx, s):
             # weights), then one LOAD per further tile: computing starts on a tile and a
             # chunk, and goes on as fast as the load engine writes rows. Each chunk and
             # each further tile pushes data ready, popped by the MATMUL that needs it.
-            chunks = _splits(mrows, _cdiv(mrows, R))
+            chunks = _splits(mrows, _cdiv(mrows, R * geo.load_rate(R * ob)))
             loads = [tiles[0]] + [
                 dict(buf=Buffer.SPAD_A, buf_addr=spad + r0, rows=rows, row_bytes=R * ob,
                      addr=a_addr + r0 * R * ob) for r0, rows in chunks] + tiles[1:]
@@ -593,8 +635,8 @@ def _step(geo, tiling, post, addrs, ctx, s):
         loads = _merge_loads(loads)
         loads[-1]["push_next"] = True
         mms[0][1]["pop_prev"] = True
-    loads[0]["pop_next"] = s >= 2
-    mms[-1][1]["push_prev"] = s + 2 < len(steps)
+    loads[0]["pop_next"] = s >= tiling.slots
+    mms[-1][1]["push_prev"] = s + tiling.slots < len(steps)
     if ks == 0 and o >= 2:
         mms[0][1]["pop_next"] = True
     stores = []

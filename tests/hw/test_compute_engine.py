@@ -25,7 +25,7 @@ def small(name, rows, cols, **kw):
 CONFIGS = {
     "3x4": small("c3x4", 3, 4),
     "2x2": small("c2x2", 2, 2),
-    "4x3": small("c4x3", 4, 3),
+    "4x3": small("c4x3", 4, 3, load_rows=4),      # its operands from four sub-banks
     "4x3u16": small("c4x3u16", 4, 3, in_signed=False, acc_width=16),
 }
 
@@ -197,15 +197,16 @@ class Bench:
 
     async def fill(self, ctx):
         cfg, dut = self.cfg, self.dut
-        for bank, lanes in (("a", cfg.rows), ("b", cfg.cols)):
-            ctx.set(getattr(dut.spad, f"{bank}_write").en, (1 << lanes) - 1)
+        for bank in "ab":
+            ctx.set(getattr(dut.spad, f"{bank}_write").en, 1)
         ctx.set(dut.accum.load.en, (1 << cfg.cols) - 1)
         for r in range(max(cfg.spad_depth, cfg.acc_depth)):
             if r < cfg.spad_depth:
                 for bank, values in (("a", self.bank_a), ("b", self.bank_b)):
                     port = getattr(dut.spad, f"{bank}_write")
                     ctx.set(port.addr, r)
-                    ctx.set(port.data, values[r].tolist())
+                    ctx.set(port.data, [values[r].tolist()] +
+                            [[0] * len(values[r])] * (cfg.load_rows - 1))
             if r < cfg.acc_depth:
                 ctx.set(dut.accum.load.addr, r)
                 ctx.set(dut.accum.load.data, self.acc0[r].tolist())

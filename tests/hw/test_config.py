@@ -83,6 +83,9 @@ def test_frozen():
     ({"post_lanes": 9}, ["post_lanes", "9", "from 0 to cols (8)"]),
     ({"post_lanes": -1}, ["post_lanes", "-1"]),
     ({"post_lanes": 2.0}, ["post_lanes", "2.0"]),
+    ({"load_rows": 3}, ["load_rows", "3", "power of two", "dividing spad_depth (1024)"]),
+    ({"load_rows": 128}, ["load_rows", "128", "from 1 to 64"]),
+    ({"load_rows": 4, "spad_depth": 6}, ["load_rows", "4", "spad_depth (6)"]),
 ])
 def test_bad_values_name_value_and_allowed(changes, words):
     with pytest.raises(ValueError) as info:

@@ -42,6 +42,10 @@ CONFIGS = {
     "wide": AccelConfig(name="lpw", rows=2, cols=16, spad_depth=16, acc_depth=16, mem_ports=1,
                         port_width=64, addr_width=20),
 }
+# Scratchpad rows written several per cycle: up to the rows of a stripe, or fewer
+CONFIGS["two_ports_x4"] = CONFIGS["two_ports"].replace(name="lp2x4", load_rows=4)
+CONFIGS["four_ports_x2"] = CONFIGS["four_ports"].replace(name="lp4x2", load_rows=2)
+CONFIGS["wide_x8"] = CONFIGS["wide"].replace(name="lpwx8", load_rows=8)
 
 OKAY = {"resp": Resp.OKAY, "addr": 0, "invalid": 0, "aborted": 0}
 ABORTED = {"resp": Resp.OKAY, "addr": 0, "invalid": 0, "aborted": 1}
@@ -261,13 +265,13 @@ class Log:
         self.cycle = 0
         self.retires = []       # (cycle, push_prev, push_next)
         self.errors = []        # (cycle, code, index, addr)
-        self.writes = []        # cycles with a buffer row written
+        self.writes = []        # for every buffer row written, its cycle
         self.taken = []         # cycles with an instruction taken
         self.busy = []
         self.abort = []
 
     async def monitor(self, ctx, dut, cfg):
-        full = {"a": (1 << cfg.rows) - 1, "b": (1 << cfg.cols) - 1, "c": (1 << cfg.cols) - 1}
+        full = (1 << cfg.cols) - 1
         async for _, _, rv, rp, ev, ep, a, b, c, busy, stall, iv, ir, abort in \
                 ctx.tick().sample(dut.retire.valid, dut.retire.payload, dut.error.valid,
                                   dut.error.payload, dut.a_write.en, dut.b_write.en,
@@ -280,10 +284,12 @@ class Log:
             ens = {"a": a, "b": b, "c": c}
             active = [k for k, v in ens.items() if v]
             assert len(active) <= 1, f"cycle {self.cycle}: two buffers written"
-            for k in active:
-                assert ens[k] == full[k], f"cycle {self.cycle}: partial row write"
-            if active:
-                self.writes.append(self.cycle)
+            # accumulator rows: every lane; scratchpad: rows addr, addr + 1, .. (a prefix)
+            assert c in (0, full), f"cycle {self.cycle}: partial row write"
+            for v in (a, b):
+                assert v & (v + 1) == 0, f"cycle {self.cycle}: rows {v:b} not consecutive"
+            rows = 1 if c else bin(a | b).count("1")
+            self.writes.extend([self.cycle] * rows)
             assert stall == (busy and not active), f"cycle {self.cycle}: stall"
             if iv and ir:
                 self.taken.append(self.cycle)
@@ -423,14 +429,15 @@ def timing_loads(cfg, rng, mixed):
 
 
 @pytest.mark.parametrize("mixed", [False, True], ids=["packed", "mixed"])
-@pytest.mark.parametrize("name", ["two_ports", "one_port"])
-def test_one_row_per_cycle(name, mixed):
+@pytest.mark.parametrize("name", ["two_ports", "one_port", "two_ports_x4"])
+def test_rows_per_cycle(name, mixed):
     """With memory data always there, rows are written back to back: one per cycle, or one per
-    stripe for rows of several stripes, within a LOAD and from one packed LOAD to the next.
-    After a LOAD whose last stripe holds a single row, the realigner's cycle between
+    stripe for rows of several stripes, or for packed LOADs into the scratchpad up to
+    ``load_rows`` of a stripe's rows per cycle, within a LOAD and from one packed LOAD to the
+    next. After a LOAD whose last stripe holds a single row, the realigner's cycle between
     descriptors may show as one idle cycle."""
     cfg = CONFIGS[name]
-    S = cfg.stripe_bytes
+    S, W = cfg.stripe_bytes, cfg.load_rows
     rng = np.random.default_rng(7)
     mem = random_memory(7)
     loads = timing_loads(cfg, rng, mixed)
@@ -447,25 +454,31 @@ def test_one_row_per_cycle(name, mixed):
     run(bench, model, log, main)
     check_buffers(cfg, out["bufs"], reference(cfg, mem, loads))
     assert len(log.writes) == sum(ld["rows"] for ld in loads)
-    writes = iter(log.writes)
-    prev, prev_packed, extra = None, True, 0
+    cycles = sorted(set(log.writes))
+    got = [log.writes.count(t) for t in cycles]
+    # the expected cuts: (rows, cycles since the previous cut, idle cycles allowed before it).
+    # The realigner takes a cycle to start a LOAD's descriptor, two if its first row starts
+    # inside a stripe; cutting the previous LOAD's last stripe in several cycles hides them.
+    want, prev_packed, hidden = [], True, 0
     for ld in loads:
         packed = coalesced(ld) and ld["row_bytes"] < S
-        step = 1 if packed else -(-ld["row_bytes"] // S)
-        for r in range(ld["rows"]):
-            t = next(writes)
-            if prev is not None:
-                gap = t - prev - step
-                if r == 0 and not prev_packed:
-                    assert gap in (0, 1), f"LOAD {loads.index(ld)}: {gap} idle cycles"
-                    extra += gap
-                else:
-                    assert gap == 0, f"LOAD {loads.index(ld)} row {r}: {gap} idle cycles"
-            prev = t
-        prev_packed = packed
-    assert extra <= sum(not coalesced(ld) or ld["row_bytes"] >= S for ld in loads)
-    if not mixed:
-        assert log.writes == list(range(log.writes[0], log.writes[-1] + 1))
+        if packed:
+            per = 1 if ld["buf"] == Buffer.ACC else W
+            step, stripes = 1, []
+            for r0 in range(0, ld["rows"], S // ld["row_bytes"]):
+                left = min(S // ld["row_bytes"], ld["rows"] - r0)
+                stripes.append([per] * (left // per) + ([left % per] if left % per else []))
+        else:
+            step, stripes = -(-ld["row_bytes"] // S), [[1]] * ld["rows"]
+        start = 1 + (ld["addr"] % S != 0)
+        idle = max(0, start - hidden) if prev_packed else 1
+        counts = [n for cuts in stripes for n in cuts]
+        want += [(n, step, idle if i == 0 else 0) for i, n in enumerate(counts)]
+        prev_packed, hidden = packed, len(stripes[-1]) - 1
+    assert got == [n for n, _, _ in want]
+    for (_, step, idle), t, prev in zip(want[1:], cycles[1:], cycles[:-1], strict=True):
+        gap = t - prev - step
+        assert 0 <= gap <= idle, f"cycle {t}: {gap} idle cycles"
 
 
 def error_loads(cfg, rng):

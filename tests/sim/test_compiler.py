@@ -1,6 +1,7 @@
 """The tiling compiler: compiled GEMMs and conv2d layers run on the ISA model and compared
 bit-exactly with numpy, the token protocol, the layouts and the schedule's statistics."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -409,11 +410,12 @@ def test_large_256_cubed_statistics(large_gemm):
     assert stats["ideal_cycles"] == ideal == 65536
     assert stats["matmul_cycles"] <= 1.02 * ideal
     matmuls = [i for i in large_gemm.program.instructions if i["opcode"] == Opcode.MATMUL]
-    # only the A chunks of the first step are short: a tile's rows each
-    assert [(m["m"], m["keep_weights"]) for m in matmuls[:4]] == [(16, 0)] + [(16, 1)] * 3
-    m_min = min(m["m"] for m in matmuls[4:])
-    assert m_min >= 4 * cfg.rows
-    # loads per MATMUL well below the MATMUL's cycles (the load engine writes a row a cycle)
+    # the first step's A block is cut into chunks that the load engine writes in R cycles
+    # (8 rows per cycle, so one chunk of a whole block here): no short MATMUL
+    assert cfg.load_rows == 8 and large_gemm.tiling.block_rows <= 8 * cfg.rows
+    m_min = min(m["m"] for m in matmuls)
+    assert m_min >= 3 * cfg.rows
+    # loads per MATMUL well below the MATMUL's cycles, even at a row a cycle
     assert stats["load_rows"] / stats["matmuls"] <= 0.5 * m_min
     assert stats["store_rows"] == M * N // cfg.cols
     assert stats["instructions"] < 2000
@@ -503,23 +505,25 @@ def test_c_row_stride_leaves_the_gaps_alone():
     assert gemm.unpack_output(raw).tolist() == reference(A, B, out_type=OutType.INT16).tolist()
 
 
-def test_token_recipe_double_buffers():
-    """Loads of step s + 2 wait for the MATMULs of step s, MATMULs of block o + 2 for the
+@pytest.mark.parametrize("slots", [2, 3])
+def test_token_recipe_double_buffers(slots):
+    """Loads of step s + slots wait for the MATMULs of step s, MATMULs of block o + 2 for the
     STOREs of block o; the LOADs of a step come before the MATMULs of the step before; in
-    the first step the first B tile, each chunk of the A block (of a tile's rows) and the
-    second B tile are loaded and waited for on their own, the second chunk keeping the first
-    tile's weights."""
-    cfg = PRESETS["default"]
+    the first step the first B tile, each chunk of the A block (of a tile's rows, with one
+    row loaded per cycle) and the second B tile are loaded and waited for on their own, the
+    second chunk keeping the first tile's weights."""
+    cfg = PRESETS["default"].replace(load_rows=1)
     tiling = choose_tiling(cfg, 60, 30, 40, max_block_rows=15, max_group=2)
-    gemm = gemm_at(cfg, 60, 30, 40, tiling=tiling)
+    gemm = gemm_at(cfg, 60, 30, 40, tiling=dataclasses.replace(tiling, slots=slots))
     instrs = gemm.program.instructions
     loads = [i for i in instrs if i["opcode"] == Opcode.LOAD]
     matmuls = [i for i in instrs if i["opcode"] == Opcode.MATMUL]
     stores = [i for i in instrs if i["opcode"] == Opcode.STORE]
     steps = 4 * 3 * 4                                  # row blocks x groups x k-blocks
     assert sum(i["push_next"] for i in loads) == steps + 2
-    assert sum(i["pop_next"] for i in loads) == steps - 2
-    assert sum(i["push_prev"] for i in matmuls) == steps - 2
+    assert sum(i["pop_next"] for i in loads) == steps - slots
+    assert [i["pop_next"] for i in loads[:7]] == [0] * 6 + [slots == 2]
+    assert sum(i["push_prev"] for i in matmuls) == steps - slots
     assert sum(i["pop_prev"] for i in matmuls) == steps + 2
     assert [i["pop_prev"] for i in matmuls[:3]] == [1, 1, 1]
     blocks = 4 * 3
@@ -656,8 +660,8 @@ def test_configuration_too_small():
     with pytest.raises(ValueError, match=r"half of spad_depth 8 must hold a weight tile of "
                                          r"rows 8 rows in WS"):
         choose_tiling(cfg, 4, 4, 4)
-    gemm = gemm_at(cfg, 5, 20, 9, dataflow=OS, bias=True)   # OS still fits: K in chunks of 4
-    assert gemm.tiling.k_step == 4
+    gemm = gemm_at(cfg, 5, 20, 9, dataflow=OS, bias=True)   # OS still fits: K in chunks
+    assert gemm.tiling.k_step == 8 // gemm.tiling.slots
     rng = np.random.default_rng(15)
     A, B = operands(rng, 5, 20, 9)
     bias = rng.integers(-100, 100, size=9)
