@@ -65,9 +65,10 @@ load cycles + its compute) / slots``. :func:`choose_tiling` searches ``block_row
 ``group``, ``slots`` (and ``k_step`` in OS) for the least estimated time, counting load and
 store cycles double so that memory keeps slack, plus the start (the first tile and A chunk)
 and the end (the last block's rows), within the buffer sizes below. For 256 x 256 x 256 on
-the ``large`` preset (16 x 16, 8 rows per cycle) it picks ``block_rows`` 52, ``group`` 8 and
-3 slots: MATMULs of 51 and 52 rows, 65536 cycles of them (the ideal
-``M * K * N / (rows * cols)``).
+the ``large`` preset (16 x 16, 8 rows per cycle) it picks ``block_rows`` 64, ``group`` 8 and
+2 slots: 1024 MATMULs of 64 cycles (65536, the ideal ``M * K * N / (rows * cols)``), 24 rows
+loaded per MATMUL, 1352 instructions; for 64 x 64 x 64 ``block_rows`` 16, ``group`` 4 and 3
+slots, so that the last output block's STOREs are short.
 
 Buffer map (``T`` = table rows, ``HC = (acc_depth - T) // 2``, ``H = spad_depth // slots``):
 
