@@ -41,11 +41,12 @@ class Scratchpad(wiring.Component):
     ever has to wait: the banks accept a write and a read every cycle.
 
     Write ports: ``data`` holds ``W = load_rows`` rows and ``en`` one bit per row; in each
-    cycle row ``k`` of ``data`` is written to row ``addr + k`` if bit
-    ``k`` of ``en`` is set. A bank is built from ``W`` sub-banks of ``spad_depth / W`` rows,
-    row ``r`` in sub-bank ``r % W``, so that any ``W`` consecutive rows fall into different
-    sub-banks and are written in one cycle; each sub-bank takes the row of ``data`` that lands
-    in it.
+    cycle row ``k`` of ``data`` is written to row ``addr + k`` if bit ``k`` of ``en`` is set
+    (rows past ``spad_depth`` must not be enabled). Rows are written whole: the load engine
+    zero-pads what a LOAD does not fill. A bank is built from ``W`` sub-banks of
+    ``spad_depth / W`` rows, row ``r`` in sub-bank ``r % W``, so that any ``W`` consecutive
+    rows fall into different sub-banks and are written in one cycle; each sub-bank takes the
+    row of ``data`` that lands in it, and a read selects the sub-bank of its row.
 
     Read ports: synchronous, ``READ_LATENCY`` = 1. With ``en`` set in cycle ``t``, ``data`` holds
     row ``addr`` from cycle ``t + 1`` until the next cycle with ``en`` set, so a stalled consumer

@@ -44,7 +44,8 @@ each output block (row blocks outer, column groups inner) and each step:
   column block with ``m = block_rows``, ``k = R`` (less in the last k-block), overwriting at
   the first k-block and accumulating after it. The A block is loaded once per step and used
   by every MATMUL of the step. The first step of a phase instead LOADs the first tile, the
-  A block in chunks of R rows and then each further tile on its own, and computes the first
+  A block in chunks (of the rows the load engine writes in R cycles: R, or R times
+  ``load_rows``) and then each further tile on its own, and computes the first
   column block chunk by chunk (the chunks after the first keep the tile's weights), so that
   computing starts once a tile and a chunk are in.
 - OS: LOAD ``k_step`` rows of A^T for each of the ``block_rows / R`` m-blocks and of B for
@@ -137,7 +138,7 @@ MAX_SLOTS = 4
 
 STEP_LATENCY = 90
 """Cycles, besides its LOADs' rows, from the end of a step's MATMULs to the start of the
-step two later, whose LOADs wait for that end: the buffer-free token, the LOADs' issue and
+step ``slots`` later, whose LOADs wait for that end: the buffer-free token, the LOADs' issue and
 memory latency, the data-ready token and the array's drain, measured on the HBM model."""
 
 TABLE_FRACTION = 8
@@ -595,11 +596,12 @@ def _step(geo, tiling, post, addrs, ctx, s):
                       addr=b_addr + j * R * C * ob) for j in range(gsize)]
         mms = [matmul(j, 0, mrows) for j in range(gsize)]
         if s == 0:
-            # The first step: the first tile, then the A block in chunks of R rows, each
-            # computed on the first tile as it lands (the chunks after the first keep its
-            # weights), then one LOAD per further tile: computing starts on a tile and a
-            # chunk, and goes on as fast as the load engine writes rows. Each chunk and
-            # each further tile pushes data ready, popped by the MATMUL that needs it.
+            # The first step: the first tile, then the A block in chunks (of the rows the
+            # load engine writes in R cycles), each computed on the first tile as it lands
+            # (the chunks after the first keep its weights), then one LOAD per further tile:
+            # computing starts on a tile and a chunk, and goes on as fast as the load engine
+            # writes rows. Each chunk and each further tile pushes data ready, popped by the
+            # MATMUL that needs it.
             chunks = _splits(mrows, _cdiv(mrows, R * geo.load_rate(R * ob)))
             loads = [tiles[0]] + [
                 dict(buf=Buffer.SPAD_A, buf_addr=spad + r0, rows=rows, row_bytes=R * ob,
