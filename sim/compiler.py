@@ -387,20 +387,22 @@ def _estimate(geo, tiling):
     phases = geo.phases(tiling)
     groups = Counter(g for p0, size in phases for _, g in geo.groups(p0, size, tiling))
     ksteps = Counter(kk for _, kk in geo.k_steps(tiling))
+    # output blocks counted by the rows of their MATMULs on one column block: WS one
+    # MATMUL of the block's rows, OS one per m-block
     if geo.ws:
-        subs = Counter((m, (m,)) for _, m, _, _ in blocks)
+        subs = Counter((m,) for _, m, _, _ in blocks)
     else:
-        subs = Counter((nmb, tuple(min(geo.R, geo.M - (b0 + i) * geo.R) for i in range(nmb)))
+        subs = Counter(tuple(min(geo.R, geo.M - (b0 + i) * geo.R) for i in range(nmb))
                        for _, _, b0, nmb in blocks)
     compute = loads = 0
-    for (a, ms), nb in subs.items():
+    for ms, nb in subs.items():
         for g, ng in groups.items():
             for kk, nk in ksteps.items():
                 c = g * sum(max(m, kk) for m in ms)
                 if geo.ws:          # the A block; the group's tiles, the last one kk rows
-                    ld = a / a_rate + ((g - 1) * geo.R + kk) / b_rate
+                    ld = ms[0] / a_rate + ((g - 1) * geo.R + kk) / b_rate
                 else:               # kk rows of A^T per m-block and of B per column block
-                    ld = a * kk / a_rate + g * kk / b_rate
+                    ld = len(ms) * kk / a_rate + g * kk / b_rate
                 count = nb * ng * nk
                 compute += count * max(c, (STEP_LATENCY + ld + c) / tiling.slots)
                 loads += count * ld
