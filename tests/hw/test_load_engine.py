@@ -434,8 +434,9 @@ def test_rows_per_cycle(name, mixed):
     """With memory data always there, rows are written back to back: one per cycle, or one per
     stripe for rows of several stripes, or for packed LOADs into the scratchpad up to
     ``load_rows`` of a stripe's rows per cycle, within a LOAD and from one packed LOAD to the
-    next. After a LOAD whose last stripe holds a single row, the realigner's cycle between
-    descriptors may show as one idle cycle."""
+    next. The realigner's cycle (two for a LOAD starting inside a stripe) to start a
+    descriptor shows as idle cycles only where cutting the previous LOAD's last stripe does
+    not hide it: after an unpacked LOAD (one), or after a last stripe cut in fewer cycles."""
     cfg = CONFIGS[name]
     S, W = cfg.stripe_bytes, cfg.load_rows
     rng = np.random.default_rng(7)
