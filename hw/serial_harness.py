@@ -46,6 +46,8 @@ class SerialHarness(wiring.Component):
         for _, member, value in block.signature.flatten(block):
             if isinstance(value, ValueCastable):
                 value = value.as_value()
+            if isinstance(value, Const):
+                continue            # a port fixed by the signature (an always-ready stream)
             (inputs if member.flow == In else outputs).append(value)
         i_bits, o_bits = Cat(*inputs), Cat(*outputs)
         shift_in = Signal(len(i_bits))
