@@ -28,7 +28,9 @@ class Fetcher(wiring.Component):
     Members
     -------
     start : In(1)
-        Pulse: fetch ``prog_len`` words from ``prog_addr`` (sampled here).
+        Pulse: fetch ``prog_len`` words from ``prog_addr`` (sampled here); the first read
+        goes out in the next cycle. Only while idle with an empty buffer (after ``stop``, as
+        the controller starts a run).
     prog_addr : In(cfg.addr_width)
     prog_len : In(32)
     stop : In(1)
@@ -82,6 +84,10 @@ class Fetcher(wiring.Component):
         cool = Signal(2)
         m.d.sync += [n.eq(Mux(remaining < CH, remaining, CH)), more.eq(remaining != 0),
                      fits.eq((buf.level + inflight + n <= D) & (pending < D))]
+        with m.If(self.start):
+            # the first chunk at once: the buffer is empty and nothing is in flight
+            m.d.sync += [n.eq(Mux(self.prog_len < CH, self.prog_len, CH)),
+                         more.eq(self.prog_len != 0), fits.eq(1)]
         desc = self.rd.desc
         m.d.comb += [
             desc.valid.eq(~self.stop & (cool == 0) & more & fits),
@@ -91,7 +97,7 @@ class Fetcher(wiring.Component):
             desc.payload.stride.eq(0),
         ]
         request = desc.valid & desc.ready
-        m.d.sync += cool.eq(Cat(request | self.start | self.stop, cool[0]))
+        m.d.sync += cool.eq(Mux(self.start, 0, Cat(request | self.stop, cool[0])))
 
         # Data: stripes to words ------------------------------------------------------------
         beat = self.rd.data.payload
