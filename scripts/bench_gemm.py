@@ -5,8 +5,11 @@ accelerator's Verilog fed by the HBM model. Prints a table, writes JSON and a ro
     python -m scripts.bench_gemm --preset large --gemm 256x256x256 --gemm 512x512x128
     python -m scripts.bench_gemm --preset large --gemm 64x64x64 --trace   # where cycles go
 
-With ``--trace`` each GEMM's memory-port activity is printed as phases (channel, region, first
-and last cycle from START, handshakes) and kept in the JSON.
+With ``--trace`` each GEMM's memory-port and engine activity is printed as phases (channel or
+engine event, region, first and last cycle from START, handshakes) and kept in the JSON: the
+AR, R, AW, W and B handshakes, the LOADs, MATMULs and STOREs the engines take, and the result
+rows going into the accumulator (the traced build makes the internal signals readable, which
+costs a build of its own).
 """
 
 import json
@@ -36,9 +39,9 @@ def table(rows):
 
 
 def format_phases(r):
-    lines = [f"{r['shape']} {r['dataflow']}: {r['cycles']} cycles; memory-port phases "
-             f"(cycles from START)"]
-    lines += [f"  {ch.upper():2} {region or '':8} {first:>8} .. {last:<8} {count:>6}"
+    lines = [f"{r['shape']} {r['dataflow']}: {r['cycles']} cycles; memory-port and engine "
+             f"phases (cycles from START)"]
+    lines += [f"  {ch.upper():7} {region or '':8} {first:>8} .. {last:<8} {count:>6}"
               for ch, region, first, last, count in r["phases"]]
     return "\n".join(lines)
 
@@ -81,7 +84,7 @@ def main(argv=None):
     parser.add_argument("--timing", default="HBM2_2000",
                         choices=["HBM2_2000", "HBM3_6400", "ideal"])
     parser.add_argument("--trace", action="store_true",
-                        help="record and print each GEMM's memory-port phases")
+                        help="record and print each GEMM's memory-port and engine phases")
     parser.add_argument("-o", "--output", default="build/bench", help="output folder")
     args = parser.parse_args(argv)
     try:

@@ -28,7 +28,8 @@ def parse_shape(text):
 def run_gemms(cfg, shapes, timing="HBM2_2000", seed=1, trace=False):
     """Run every ``(M, K, N, flow)`` of ``shapes`` in one simulation; return the report
     (``config``, ``timing`` and one ``gemms`` entry per shape, see ``sim.tb_accel``; with
-    ``trace``, each entry's ``phases`` of memory-port activity)."""
+    ``trace``, each entry's ``phases`` of memory-port and engine activity, on a build with
+    public internal signals)."""
     spec = ",".join(f"{m}x{k}x{n}:{flow}" for m, k, n, flow in shapes)
     env = {"TB_GEMMS": spec, "TB_TIMING": timing, "TB_SEED": str(seed)}
     if trace:
@@ -36,7 +37,7 @@ def run_gemms(cfg, shapes, timing="HBM2_2000", seed=1, trace=False):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
         run(cfg, "sim.tb_accel", testcase="gemm_report", top="accelerator",
-            env={**env, "TB_OUT": str(out)})
+            env={**env, "TB_OUT": str(out)}, public=trace)
         return json.loads(out.read_text())
 
 

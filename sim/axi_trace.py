@@ -4,7 +4,10 @@ Where a run's cycles go is read off the memory ports: when the program is fetche
 operand region is requested and arrives, when the results are written and acknowledged.
 :class:`AxiTrace` records every AR, R, AW, W and B handshake of ``m_axi_hbm<p>`` (addresses
 made global with the interleave), counting cycles from the write to ``CTRL`` on ``s_axil``
-that starts the run; :func:`phases` groups them by channel and memory region.
+that starts the run; :func:`phases` groups them by channel and memory region. On a build with
+public internal signals (``sim.toolchain.build(..., public=True)``) it also records when each
+engine takes an instruction (``load``, ``matmul``, ``store``) and each result row the compute
+engine hands to the accumulator (``results``).
 """
 
 import cocotb
@@ -15,16 +18,21 @@ from .transfers import unlocate
 __all__ = ["AxiTrace", "phases"]
 
 CHANNELS = ("ar", "r", "aw", "w", "b")
+#: engine events: (name, instance, stream) of the handshakes recorded with ``engines``
+ENGINE_EVENTS = (("load", "load", "instr"), ("matmul", "compute", "instr"),
+                 ("store", "store", "instr"), ("results", "compute", "acc"))
 
 
 class AxiTrace:
     """Records ``(cycle, port, channel, global address or None, beats or None)`` for every
     handshake on the memory ports, from :meth:`start` to :meth:`stop`; ``cycle`` 0 is the
     cycle in which the write to the CSR at ``ctrl_offset`` completes (events before it have
-    negative cycles)."""
+    negative cycles). With ``engines`` (a build with public internal signals) also
+    ``(cycle, 0, name, None, None)`` for each handshake of :data:`ENGINE_EVENTS`."""
 
-    def __init__(self, dut, cfg, ctrl_offset):
+    def __init__(self, dut, cfg, ctrl_offset, engines=False):
         self._dut, self._cfg, self._ctrl = dut, cfg, ctrl_offset
+        self._engines = engines
         self.events = []
         self._task = None
 
@@ -46,6 +54,9 @@ class AxiTrace:
                        sig(p, f"{ch}addr") if ch in ("ar", "aw") else None,
                        sig(p, f"{ch}len") if ch in ("ar", "aw") else None)
                   for ch in CHANNELS} for p in range(cfg.mem_ports)]
+        engines = [(name, getattr(getattr(dut, inst), f"{stream}__valid"),
+                    getattr(getattr(dut, inst), f"{stream}__ready"))
+                   for name, inst, stream in ENGINE_EVENTS] if self._engines else []
         cycle, aw_ctrl = 0, False
         while True:
             await RisingEdge(dut.clk)
@@ -56,6 +67,9 @@ class AxiTrace:
                     aw_ctrl = int(dut.s_axil_awaddr.value) == self._ctrl
                 if aw_ctrl and dut.s_axil_wvalid.value and dut.s_axil_wready.value:
                     self._zero = cycle
+            for name, valid, ready in engines:
+                if valid.value and ready.value:
+                    self._raw.append((cycle, 0, name, None, None))
             for p, chans in enumerate(ports):
                 for ch, (valid, ready, addr, length) in chans.items():
                     if valid.value and ready.value:

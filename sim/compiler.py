@@ -934,9 +934,11 @@ class Gemm:
     def stats(self):
         """Static counts of the program: instructions per opcode, ``matmul_cycles`` (sum of
         ``max(m, k)``), ``ideal_cycles`` (``M * K * N / (rows * cols)``), rows loaded and
-        stored, MACs."""
+        stored, ``result_rows`` (the rows the MATMULs write into the accumulator: ``m`` each),
+        MACs."""
         out = dict.fromkeys(("instructions", "loads", "matmuls", "stores", "fences",
-                             "load_rows", "store_rows", "matmul_cycles", "macs"), 0)
+                             "load_rows", "store_rows", "result_rows", "matmul_cycles",
+                             "macs"), 0)
         for instr in self.program.instructions:
             op = instr["opcode"].name
             out["instructions"] += 1
@@ -945,6 +947,7 @@ class Gemm:
                 out["load_rows"] += instr["rows"]
             elif op == "MATMUL":
                 out["matmuls"] += 1
+                out["result_rows"] += instr["m"]
                 out["matmul_cycles"] += max(instr["m"], instr["k"])
                 out["macs"] += instr["m"] * instr["k"] * instr["n"]
             elif op == "STORE":

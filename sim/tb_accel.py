@@ -265,7 +265,7 @@ async def gemm_report(dut):
         post = PostOp(out_type=OutType.INT8, relu=True, scale=int(rng.integers(1, 1 << 10)),
                       shift=12)
         t0 = time.monotonic()
-        trace = AxiTrace(dut, cfg, drv.regs["CTRL"].offset) if TRACE else None
+        trace = AxiTrace(dut, cfg, drv.regs["CTRL"].offset, engines=True) if TRACE else None
         if trace:
             trace.start()
         got, run, gemm = await drv.gemm(A, B, bias=bias, post=post, dataflow=dataflow)

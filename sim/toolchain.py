@@ -99,11 +99,15 @@ def verilog_text(cfg, top="systolic_array"):
     return verilog.convert(dut, name=top, ports=flat_ports(dut), emit_src=False)
 
 
-def _digest(text):
-    return hashlib.sha256((text + " ".join(VERILATOR_FLAGS)).encode()).hexdigest()[:12]
+#: Extra Verilator flags of a build whose internal signals a testbench may read (slower).
+PUBLIC_FLAGS = ["--public-flat-rw"]
 
 
-def verilate(top, key, write_verilog, label=None):
+def _digest(text, flags=VERILATOR_FLAGS):
+    return hashlib.sha256((text + " ".join(flags)).encode()).hexdigest()[:12]
+
+
+def verilate(top, key, write_verilog, label=None, flags=VERILATOR_FLAGS):
     """Verilate module ``top`` once per ``key``; later calls (from any process) reuse the build.
 
     ``write_verilog(folder)`` writes the sources into the build folder and returns the path of
@@ -126,7 +130,7 @@ def verilate(top, key, write_verilog, label=None):
             try:
                 get_runner("verilator").build(
                     sources=[v_path], hdl_toplevel=top, build_dir=build_dir,
-                    build_args=VERILATOR_FLAGS, timescale=("1ns", "1ps"), always=True,
+                    build_args=flags, timescale=("1ns", "1ps"), always=True,
                     log_file=log)
             except RuntimeError as e:
                 raise RuntimeError(f"Verilator build of {label or top} failed:\n"
@@ -135,10 +139,13 @@ def verilate(top, key, write_verilog, label=None):
     return build_dir
 
 
-def build(cfg, top="systolic_array"):
-    """Generate and Verilate ``cfg`` once, keyed by its Verilog; return the build folder."""
-    return verilate(top, _digest(verilog_text(cfg, top)),
-                    lambda folder: generate(cfg, folder, top), label=f"{cfg.name}-{top}")
+def build(cfg, top="systolic_array", public=False):
+    """Generate and Verilate ``cfg`` once, keyed by its Verilog; return the build folder.
+    With ``public``, every internal signal can be read from cocotb (``dut.<instance>.<name>``)."""
+    flags = VERILATOR_FLAGS + PUBLIC_FLAGS if public else VERILATOR_FLAGS
+    return verilate(top, _digest(verilog_text(cfg, top), flags),
+                    lambda folder: generate(cfg, folder, top),
+                    label=f"{cfg.name}-{top}" + ("-public" if public else ""), flags=flags)
 
 
 def build_component(component, top):
@@ -154,15 +161,16 @@ def build_component(component, top):
 
 
 def run(cfg, test_module, testcase=None, top="systolic_array", env=None, test_dir=None,
-        build_dir=None):
+        build_dir=None, public=False):
     """Run cocotb ``testcase`` (all when ``None``) of ``test_module`` on the shared build of
     ``cfg`` (or on ``build_dir``, with ``cfg`` None); the simulator's output goes to
-    ``sim.log`` in ``test_dir``. Returns ``(tests, failed)``; raises ``AssertionError`` with the
-    end of the log when a test fails."""
+    ``sim.log`` in ``test_dir``; with ``public``, on a build whose internal signals the test
+    can read. Returns ``(tests, failed)``; raises ``AssertionError`` with the end of the log
+    when a test fails."""
     from cocotb_tools.runner import get_results, get_runner
 
     if build_dir is None:
-        build_dir = build(cfg, top)
+        build_dir = build(cfg, top, public)
     test_dir = Path(test_dir or build_dir / "runs" / (testcase or "all"))
     shutil.rmtree(test_dir, ignore_errors=True)
     test_dir.mkdir(parents=True)
