@@ -135,7 +135,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, compute.a_read, spad.a_read)
         wiring.connect(m, compute.b_read, spad.b_read)
         wiring.connect(m, compute.acc, acc.i)
-        m.d.comb += compute.acc_busy.eq(acc.busy)
+        m.d.comb += compute.acc_written.eq(acc.written)
         wiring.connect(m, store.acc_read, acc.store)
 
         # Ports, and the bytes they move for the counters.

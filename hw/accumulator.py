@@ -37,12 +37,15 @@ class AccWriteLayout(data.StructLayout):
 class Accumulator(wiring.Component):
     """``acc_depth`` rows of ``cols`` accumulators with three ports: MATMUL, LOAD and STORE.
 
-    ``i`` takes one result row per cycle, accumulating or overwriting. It is a two-stage
-    read-modify-write: the row's old value is read in the cycle the beat is accepted and the
-    new value written in the next. The new value of each write is also kept in a register and
-    forwarded to the following row if it has the same address, because the memory read for
-    that row happened before the write landed; so any sequence of addresses, including the
-    same row back to back, runs at one row per cycle.
+    ``i`` takes one result row per cycle, accumulating or overwriting. It is a three-stage
+    read-modify-write: the row's old value is read in the cycle the beat is accepted,
+    registered as it leaves the memory in the next, and added to and written in the third, so
+    that the adder starts from a register rather than from the memory's output. The memory
+    read misses the writes of the two rows ahead, which land in the cycle of the read and the
+    one after; the new value of each write is therefore kept for the next two advances of the
+    pipeline and forwarded, column by column and newest first, to the rows that follow with
+    the same address. So any sequence of addresses, including the same row back to back, runs
+    at one row per cycle.
 
     ``load`` writes a row directly (a LOAD into bias or scale tables): in each cycle, column
     ``j`` of ``data`` goes to row ``addr`` if bit ``j`` of ``en`` is set. The memory has one
@@ -50,15 +53,16 @@ class Accumulator(wiring.Component):
     read-modify-write pipeline holds and ``i.ready`` is low, so the systolic array stalls
     (losslessly) instead of the load engine, which then never waits and drives the same
     signature as a scratchpad bank. A LOAD and a MATMUL must not write the same row at
-    overlapping times (the row in the pipeline would overwrite the LOAD with a sum of stale
+    overlapping times (a row in the pipeline would overwrite the LOAD with a sum of stale
     data); the dependency tokens of :mod:`hw.isa` order them.
 
     ``store`` reads a row: synchronous, ``READ_LATENCY`` = 1, ``data`` holds while ``en`` is
     low. A row accepted on ``i`` in cycle ``t``, or written by ``load`` in cycle ``t``, is
     visible to a ``store`` read issued in cycle ``t + WRITE_LATENCY`` (plus any cycles a LOAD
-    holds the pipeline) or ``t + 1`` respectively. ``busy`` is high while an accepted row is
-    not yet written, so once it is low every accepted row is visible. A read of a row being
-    written in the same cycle returns its old value.
+    holds the pipeline) or ``t + 1`` respectively. ``written`` is high in the cycle an accepted
+    row is written (rows are written in the order they were accepted), and ``busy`` while an
+    accepted row is not yet written, so once it is low every accepted row is visible. A read
+    of a row being written in the same cycle returns its old value.
 
     Rows are zero after reset.
 
@@ -74,6 +78,8 @@ class Accumulator(wiring.Component):
         Direct row writes; ``en`` is the column mask.
     store : Out(ReadPort.Signature(addr_width, acc_row_layout(cfg)))
         Row reads for the store engine.
+    written : Out(1)
+        The oldest accepted result row not yet written is written in this cycle.
     busy : Out(1)
         An accepted result row has not been written yet.
 
@@ -86,7 +92,7 @@ class Accumulator(wiring.Component):
     """
 
     READ_LATENCY = 1
-    WRITE_LATENCY = 2
+    WRITE_LATENCY = 3
 
     def __init__(self, cfg):
         if not isinstance(cfg, AccelConfig):
@@ -98,6 +104,7 @@ class Accumulator(wiring.Component):
             "i": In(stream.Signature(AccWriteLayout(cfg))),
             "load": Out(WritePort.Signature(addr_width=addr_width, shape=row, granularity=1)),
             "store": Out(ReadPort.Signature(addr_width=addr_width, shape=row)),
+            "written": Out(1),
             "busy": Out(1),
         })
 
@@ -117,6 +124,9 @@ class Accumulator(wiring.Component):
         rmw = mem.read_port()
         wiring.connect(m, wiring.flipped(self.store), mem.read_port())
 
+        # Every stage moves in the cycles the pipeline advances, and only then: the memory
+        # read port's enable, every register below and the ``i`` writes. A LOAD write during
+        # a hold is never to a row in the pipeline, and every read issued after it sees it.
         loading = Signal()
         m.d.comb += loading.eq(self.load.en.any())
         advance = ~loading
@@ -129,28 +139,51 @@ class Accumulator(wiring.Component):
         with m.If(advance):
             m.d.sync += [s1.eq(self.i.payload), s1_valid.eq(self.i.valid)]
 
-        # The write made at the edge where stage 1's read was issued. It is only updated when
-        # the pipeline advances: a LOAD write during a hold is never to stage 1's row, and
-        # every read issued after it sees it in the memory.
-        fwd = Signal(row)
-        fwd_addr = Signal.like(s1.addr)
-        fwd_mask = Signal(cfg.cols)
-        fwd_hit = Signal()
-        m.d.comb += fwd_hit.eq(fwd_mask.any() & (fwd_addr == s1.addr))
+        # Stage 2: the row, its old value registered (zero if it overwrites), and per column
+        # where the value to add comes from. Its read was issued in the cycle of the write now
+        # in ``fwd1`` (``fwd2`` when the row reaches stage 3) and before the write of the row
+        # now in stage 2 (``fwd1`` then): the value read has neither.
+        s2 = Signal(AccWriteLayout(cfg))
+        s2_valid = Signal()
+        old = Signal(row)
+        from1 = Signal(cfg.cols)                # take the column from fwd1
+        from2 = Signal(cfg.cols)                # from fwd2, unless from fwd1
+        wr_mask = Signal(cfg.cols)
+        fwd1 = Signal(row)                      # the write of the last advance
+        fwd1_addr = Signal.like(s2.addr)
+        fwd1_mask = Signal(cfg.cols)
+        fwd2 = Signal(row)                      # the write of the advance before
+        hit1 = Signal()
+        hit2 = Signal()
+        m.d.comb += [
+            wr_mask.eq(Mux(s2_valid, s2.mask, 0)),
+            hit1.eq(s1.accumulate & (s2.addr == s1.addr)),
+            hit2.eq(s1.accumulate & (fwd1_addr == s1.addr)),
+        ]
+        with m.If(advance):
+            m.d.sync += [
+                s2.eq(s1),
+                s2_valid.eq(s1_valid),
+                old.eq(Mux(s1.accumulate, rmw.data, 0)),
+                from1.eq(Mux(hit1, wr_mask, 0)),
+                from2.eq(Mux(hit2, fwd1_mask, 0)),
+            ]
 
+        # Stage 3: add and write. The selections come from registers, so the path to the
+        # write data is two multiplexers and the adder's carry chain.
         new = Signal(row)
         for j in range(cfg.cols):
-            old = Mux(fwd_hit & fwd_mask[j], fwd[j], rmw.data[j])
+            base = Mux(from1[j], fwd1[j], Mux(from2[j], fwd2[j], old[j]))
             # Assigning the (acc_width + 1)-bit sum to an acc_width-bit lane wraps it.
-            m.d.comb += new[j].eq(Mux(s1.accumulate, old + s1.data[j], s1.data[j]))
-        mask = Mux(s1_valid, s1.mask, 0)
+            m.d.comb += new[j].eq(base + s2.data[j])
 
         with m.If(loading):
             m.d.comb += [wr.addr.eq(self.load.addr), wr.data.eq(self.load.data),
                          wr.en.eq(self.load.en)]
         with m.Else():
-            m.d.comb += [wr.addr.eq(s1.addr), wr.data.eq(new), wr.en.eq(mask)]
-            m.d.sync += [fwd.eq(new), fwd_addr.eq(s1.addr), fwd_mask.eq(mask)]
+            m.d.comb += [wr.addr.eq(s2.addr), wr.data.eq(new), wr.en.eq(wr_mask)]
+            m.d.sync += [fwd1.eq(new), fwd1_addr.eq(s2.addr), fwd1_mask.eq(wr_mask),
+                         fwd2.eq(fwd1)]
 
-        m.d.comb += self.busy.eq(s1_valid)
+        m.d.comb += [self.written.eq(s2_valid & advance), self.busy.eq(s1_valid | s2_valid)]
         return m

@@ -6,7 +6,7 @@ from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from .accumulator import AccWriteLayout
+from .accumulator import Accumulator, AccWriteLayout
 from .array import Dataflow, SystolicArray
 from .config import AccelConfig
 from .engine import RetireLayout, engine_members
@@ -83,10 +83,10 @@ class ComputeEngine(wiring.Component):
     therefore costs max(M, K of the next tile) cycles, and OS tiles with K >= M follow each
     other without a gap while the previous tile's results drain.
 
-    A MATMUL retires once its last result row is written into the accumulator memory: in the
-    cycle ``Accumulator.WRITE_LATENCY`` after the row was accepted, or later if a LOAD held the
-    accumulator's pipeline (the engine follows ``acc.ready`` and ``acc_busy`` to know). Its
-    scratchpad reads finished before its results left the array.
+    A MATMUL retires in the cycle after its last result row is written into the accumulator
+    memory (``acc_written``): ``Accumulator.WRITE_LATENCY`` cycles after the accumulator took
+    the row, or later if a LOAD held the accumulator's pipeline. Its scratchpad reads finished
+    before its results left the array.
 
     Up to ``depth`` MATMULs are in flight (accepted and not yet retired). While ``abort`` is
     high, instructions are taken and dropped and nothing retires; those already accepted run
@@ -117,8 +117,9 @@ class ComputeEngine(wiring.Component):
         To :attr:`hw.scratchpad.Scratchpad.b_read`.
     acc : Out(stream.Signature(AccWriteLayout(cfg)))
         To :attr:`hw.accumulator.Accumulator.i`.
-    acc_busy : In(1)
-        From :attr:`hw.accumulator.Accumulator.busy`.
+    acc_written : In(1)
+        From :attr:`hw.accumulator.Accumulator.written`: the oldest result row the
+        accumulator took and has not written yet is written in this cycle.
     macs : Out(range(rows * cols + 1))
         Useful multiply-accumulates issued this cycle: K * N for a WS row, M * N for an OS
         step, 0 when the array takes no A row.
@@ -146,7 +147,7 @@ class ComputeEngine(wiring.Component):
             "a_read": In(ReadPort.Signature(addr_width=addr_width, shape=a_row_layout(cfg))),
             "b_read": In(ReadPort.Signature(addr_width=addr_width, shape=b_row_layout(cfg))),
             "acc": Out(stream.Signature(AccWriteLayout(cfg))),
-            "acc_busy": In(1),
+            "acc_written": In(1),
             "macs": Out(range(cfg.rows * cfg.cols + 1)),
         })
 
@@ -276,28 +277,31 @@ class ComputeEngine(wiring.Component):
         with m.If(c_fire):
             m.d.sync += c_row.eq(Mux(array.c.payload.last, 0, c_row + 1))
 
-        # Retire: a tile's last row sits in the accumulator's first stage after it is
-        # accepted, and is written in a cycle in which that stage moves on (the accumulator
-        # takes rows, or is empty); the MATMUL retires in the cycle after.
-        written = Signal()
-        pending = Signal()
-        pending_push = Signal(RetireLayout())
+        # Retire: the accumulator writes the rows it took in order and says when. For each row
+        # it has taken and not yet written, a queue holds whether the row ends a tile and the
+        # tokens that tile gives; the MATMUL retires in the cycle after its last row leaves.
+        # A cycle starts with at most one row per pipeline stage, WRITE_LATENCY - 1, so the
+        # queue always has room.
+        retire_row = data.StructLayout({"last": 1, "push": RetireLayout()})
+        m.submodules.in_acc = in_acc = fifo.SyncFIFO(width=retire_row.size,
+                                                     depth=Accumulator.WRITE_LATENCY)
+        row_in, row_out = retire_row(in_acc.w_data), retire_row(in_acc.r_data)
         retiring = Signal()
-        m.d.comb += written.eq(self.acc.ready | ~self.acc_busy)
-        m.d.sync += retiring.eq(0)
-        with m.If(written):
-            m.d.sync += [
-                pending.eq(tile_done),
-                pending_push.push_prev.eq(c_head.push_prev),
-                pending_push.push_next.eq(c_head.push_next),
-                retiring.eq(pending),
-                self.retire.payload.eq(pending_push),
-            ]
+        m.d.comb += [
+            in_acc.w_en.eq(c_fire),
+            row_in.last.eq(array.c.payload.last),
+            row_in.push.push_prev.eq(c_head.push_prev),
+            row_in.push.push_next.eq(c_head.push_next),
+            in_acc.r_en.eq(self.acc_written),
+        ]
+        m.d.sync += retiring.eq(self.acc_written & row_out.last)
+        with m.If(self.acc_written):
+            m.d.sync += self.retire.payload.eq(row_out.push)
         m.d.comb += self.retire.valid.eq(retiring & ~self.abort)
 
         m.d.comb += [
             self.error.valid.eq(0),
-            self.busy.eq(c_jobs.r_rdy | pending | retiring),
+            self.busy.eq(c_jobs.r_rdy | in_acc.r_rdy | retiring),
             self.stall.eq(self.busy & ~a_fire),
         ]
         return m

@@ -52,11 +52,15 @@ def random_values(rng, cfg):
 
 def random_beats(rng, cfg, pattern, n, rows):
     """``n`` result rows into the accumulator rows ``rows``: ``same`` hits one row back to back,
-    ``alternate`` two rows in turn, ``random`` a few hot rows and any other."""
+    ``alternate`` two rows in turn, ``rotate`` three rows in turn (so, back to back, each beat
+    reads the row the beat one, two or three before it wrote), ``random`` a few hot rows and
+    any other."""
     if pattern == "same":
         addrs = [rows[0]] * n
     elif pattern == "alternate":
         addrs = [rows[i % 2] for i in range(n)]
+    elif pattern == "rotate":
+        addrs = [rows[i % 3] for i in range(n)]
     else:
         hot = rows[:3]
         addrs = [hot[int(rng.integers(3))] if rng.random() < 0.6
@@ -106,7 +110,7 @@ def run_sequence(cfg, beats, loads=(), seed=0, idle=0.0, load_rate=0.0):
 
     async def main(ctx):
         await send(ctx, dut.i, beats, rng, idle)
-        while ctx.get(dut.busy):
+        while ctx.get(dut.busy) or (loads and not out.get("loads_done")):
             await ctx.tick()
         out["rows"] = await read_all(ctx, dut, cfg)
 
@@ -135,18 +139,17 @@ def run_sequence(cfg, beats, loads=(), seed=0, idle=0.0, load_rate=0.0):
             cycle += 1
 
     run(dut, main, loader, monitor)
-    assert out.get("loads_done") or not loads
     return out["rows"], accepted
 
 
-PATTERNS = ["same", "alternate", "random"]
+PATTERNS = ["same", "alternate", "rotate", "random"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_back_to_back(name, pattern):
-    """One row per cycle, whatever the addresses: the read-modify-write forwards its pending
-    result to the next row when both hit the same row."""
+    """One row per cycle, whatever the addresses: the read-modify-write forwards the results
+    still in flight to a row that reads the same address before they are written."""
     cfg = CONFIGS[name]
     rng = np.random.default_rng(PATTERNS.index(pattern))
     rows = [int(a) for a in rng.permutation(cfg.acc_depth)[:8]]
@@ -161,17 +164,19 @@ def test_back_to_back(name, pattern):
 
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("pattern", PATTERNS)
-def test_with_idle_and_loads(name, pattern):
-    """Result rows with random gaps, while LOAD writes other rows at random and stalls them."""
+@pytest.mark.parametrize("idle", [0.0, 0.3], ids=["dense", "gaps"])
+def test_with_idle_and_loads(name, pattern, idle):
+    """Result rows back to back or with random gaps, while LOAD writes other rows at random
+    and stalls them, holding the rows in flight at every distance from each other."""
     cfg = CONFIGS[name]
-    rng = np.random.default_rng(10 + PATTERNS.index(pattern))
+    rng = np.random.default_rng(10 + PATTERNS.index(pattern) + int(idle * 100))
     perm = [int(a) for a in rng.permutation(cfg.acc_depth)]
     # LOAD and MATMUL must not write the same rows at overlapping times
     result_rows, load_rows = perm[:6], perm[6:12]
     beats = random_beats(rng, cfg, pattern, 60, result_rows)
     loads = [(load_rows[int(rng.integers(len(load_rows)))], random_values(rng, cfg),
-              int(rng.integers(1, 1 << cfg.cols))) for _ in range(25)]
-    got, _ = run_sequence(cfg, beats, loads, seed=3, idle=0.3, load_rate=0.4)
+              int(rng.integers(1, 1 << cfg.cols))) for _ in range(40)]
+    got, _ = run_sequence(cfg, beats, loads, seed=3, idle=idle, load_rate=0.4)
     model = Model(cfg)
     for beat in beats:
         model.result(beat)
@@ -226,52 +231,76 @@ def test_load_wins_and_results_stall():
     assert out["rows"][2] == [105, 5, 305]
 
 
-def test_load_hold_keeps_forwarding():
-    """LOAD writes to another row while two results to the same row are in flight: the hold
-    must not lose the value the second one forwards from the first."""
+@pytest.mark.parametrize("hold_len", [1, 2])
+@pytest.mark.parametrize("hold_at", range(6))
+def test_load_hold_keeps_forwarding(hold_at, hold_len):
+    """LOAD writes another row for ``hold_len`` cycles from cycle ``hold_at`` while four
+    results to one row, with partial masks, are offered back to back: the hold must lose none
+    of the values forwarded between them, wherever it falls. Each row is written (``written``)
+    in the second cycle after its acceptance in which the pipeline advances, and ``busy``
+    stays high until the last is."""
     cfg = CONFIGS["tiny"]
     dut = Accumulator(cfg)
+    beats = [{"data": data, "addr": 7, "accumulate": 1, "mask": mask}
+             for data, mask in [([3, 4], 0b11), ([5, -6], 0b01), ([-7, 8], 0b11),
+                                ([1, 1], 0b10)]]
     out = {}
+    log = []
 
-    async def bench(ctx):
-        ctx.set(dut.i.payload, {"data": [3, 4], "addr": 7, "accumulate": 1, "mask": 0b11})
-        ctx.set(dut.i.valid, 1)
-        await ctx.tick()                        # first result accepted
-        await ctx.tick()                        # second accepted, first written
-        ctx.set(dut.i.valid, 0)
-        ctx.set(dut.load.addr, 9)
-        ctx.set(dut.load.data, [-1, -2])
-        ctx.set(dut.load.en, 0b11)
-        await ctx.tick()
-        await ctx.tick()
-        ctx.set(dut.load.en, 0)
-        assert ctx.get(dut.busy)               # the second is still held
-        await ctx.tick()
-        assert not ctx.get(dut.busy)
+    async def main(ctx):
+        await send(ctx, dut.i, beats)
+        while ctx.get(dut.busy):
+            await ctx.tick()
         out["rows"] = await read_all(ctx, dut, cfg)
 
-    run(dut, bench)
-    assert out["rows"][7] == [6, 8] and out["rows"][9] == [-1, -2]
+    async def loader(ctx):
+        ctx.set(dut.load.addr, 9)
+        ctx.set(dut.load.data, [-1, -2])
+        for cycle in range(hold_at + hold_len):
+            ctx.set(dut.load.en, 0b11 if cycle >= hold_at else 0)
+            await ctx.tick()
+        ctx.set(dut.load.en, 0)
+
+    async def monitor(ctx):
+        async for _, _, valid, ready, written, busy in ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.written, dut.busy):
+            log.append((valid and ready, ready, written, busy))
+
+    run(dut, main, loader, monitor)
+    model = Model(cfg)
+    for beat in beats:
+        model.result(beat)
+    model.load(9, [-1, -2], 0b11)
+    assert model.rows[7] == [1, 13]          # the model, checked by hand
+    assert out["rows"] == model.rows
+    fired = [c for c, (fire, *_) in enumerate(log) if fire]
+    written = [[c for c in range(t + 1, len(log)) if log[c][1]][1] for t in fired]
+    assert [c for c, (_, _, w, _) in enumerate(log) if w] == written
+    assert [busy for *_, busy in log[fired[-1] + 1:written[-1] + 2]] == \
+        [1] * (written[-1] - fired[-1]) + [0]
 
 
 def test_latencies():
-    """A result accepted in cycle t is readable by a read issued in cycle t + 2; the read
-    port answers one cycle later and holds its data while ``en`` is low."""
+    """A result accepted in cycle t is readable by a read issued in cycle t + 3, and a read
+    issued in cycle t + 2, while it is written, returns the old value; the read port answers
+    one cycle later and holds its data while ``en`` is low."""
     cfg = CONFIGS["tiny"]
     dut = Accumulator(cfg)
 
     async def bench(ctx):
         ctx.set(dut.store.addr, 4)
+        ctx.set(dut.store.en, 1)
         ctx.set(dut.i.payload, {"data": [-7, 9], "addr": 4, "accumulate": 0, "mask": 0b11})
         ctx.set(dut.i.valid, 1)
-        await ctx.tick()                        # t: accepted; the read issued now sees 0
+        assert ctx.get(dut.i.ready)
+        await ctx.tick()                        # accepted in cycle t; now t + 1
         ctx.set(dut.i.valid, 0)
-        assert ctx.get(dut.busy)
-        assert row_of(ctx, dut.store, 2) == [0, 0]
-        await ctx.tick()                        # t + 1: written at the end of this cycle
-        assert not ctx.get(dut.busy)
-        assert row_of(ctx, dut.store, 2) == [0, 0]
-        await ctx.tick()                        # t + 2: the read sees it
+        for k in range(1, 4):                   # the reads of cycles t .. t + 2
+            assert ctx.get(dut.busy) == (k < 3)
+            assert ctx.get(dut.written) == (k == 2)
+            assert row_of(ctx, dut.store, 2) == [0, 0]
+            await ctx.tick()
+        assert not ctx.get(dut.busy)            # t + 4: the read of t + 3 sees it
         assert row_of(ctx, dut.store, 2) == [-7, 9]
         ctx.set(dut.store.en, 0)
         ctx.set(dut.store.addr, 0)
@@ -282,4 +311,4 @@ def test_latencies():
         assert row_of(ctx, dut.store, 2) == [0, 0]
 
     run(dut, bench)
-    assert Accumulator.READ_LATENCY == 1 and Accumulator.WRITE_LATENCY == 2
+    assert Accumulator.READ_LATENCY == 1 and Accumulator.WRITE_LATENCY == 3

@@ -52,7 +52,7 @@ class Harness(Elaboratable):
             acc.i.payload.eq(eng.acc.payload),
             acc.i.valid.eq(eng.acc.valid & ~self.acc_stall),
             eng.acc.ready.eq(acc.i.ready & ~self.acc_stall),
-            eng.acc_busy.eq(acc.busy),
+            eng.acc_written.eq(acc.written),
         ]
         return m
 
@@ -374,8 +374,8 @@ def test_sizes_of_one_back_to_back():
 def streaming_run(cfg, program):
     """Run ``program`` without gaps or stalls; return the bench, after checking that the
     array took one A row per cycle from the first row of the first tile to the last row of
-    the last, and that each MATMUL retired WRITE_LATENCY = 2 cycles after the accumulator
-    took its last result row."""
+    the last, and that each MATMUL retired ``Accumulator.WRITE_LATENCY`` cycles after the
+    accumulator took its last result row."""
     bench = run_program(cfg, program)
     cycles = [c for c, _ in bench.mac_cycles]
     rows = sum(f["m"] if f["dataflow"] == Dataflow.WS else f["k"] for f in program)
