@@ -346,6 +346,11 @@ class Controller(wiring.Component):
         working = {name: engines[name].busy | slices[name].o.valid for name in _QUEUES}
         idle = (Cat(~w for w in working.values()).all() &
                 Cat(q.level == 0 for q, _ in queues.values()).all())
+        # FENCE and END wait for idle through a register: idle in the cycle before, with
+        # nothing dispatched then, is idle now (only a dispatch makes new work), and no
+        # engine's busy reaches decode's take and the fetch buffer in the same cycle.
+        was_idle, took = Signal(), Signal()
+        m.d.sync += [was_idle.eq(idle), took.eq(take)]
         dispatch = {"load": Opcode.LOAD, "compute": Opcode.MATMUL, "store": Opcode.STORE}
         for name in dispatch:
             q, layout = queues[name]
@@ -359,7 +364,7 @@ class Controller(wiring.Component):
                     with m.Case(opcode):
                         m.d.comb += [q.w_en.eq(q.w_rdy), take.eq(q.w_rdy)]
                 with m.Case(Opcode.FENCE, Opcode.END):
-                    m.d.comb += take.eq(idle)
+                    m.d.comb += take.eq(was_idle & ~took)
         with m.If(take):
             m.d.sync += index.eq(index + 1)
         end = take & (op == Opcode.END)

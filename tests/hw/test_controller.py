@@ -1,5 +1,7 @@
 """Tier 1: the controller (fetch, decode, queues, tokens, errors) with modelled engines."""
 
+import itertools
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -81,6 +83,7 @@ class Bench:
         self.dut = Controller(cfg)
         self.accepted = {name: [] for name in ENGINES}
         self.order = []
+        self.taken_at, self.retired_at = {}, {}     # instruction index -> cycle
         self.fetches = []           # the fetcher's read descriptors
         self.tokens = dict.fromkeys(("lc", "cl", "cs", "sc"), 0)
         self.result = None
@@ -117,13 +120,14 @@ class Bench:
         async def run(ctx):
             port = getattr(self.dut, name)
             waiting = []
-            while True:
+            for cycle in itertools.count():
                 ready = self.rng.random() >= self.stall
                 ctx.set(port.instr.ready, ready)
                 ctx.set(port.busy, bool(waiting))
                 retire = waiting and waiting[0][0] <= 0
                 if retire:
-                    _, flags = waiting.pop(0)
+                    _, flags, index = waiting.pop(0)
+                    self.retired_at[index] = cycle
                     for bit, ch in PUSHES[name].items():
                         self.tokens[ch] += flags[bit]
                     ctx.set(port.retire.payload, {k: flags[k] for k in
@@ -140,9 +144,11 @@ class Bench:
                         if header[bit]:
                             assert self.tokens[ch] > 0, f"{name} popped empty channel {ch}"
                             self.tokens[ch] -= 1
-                    self.accepted[name].append(int(payload.index))
-                    self.order.append(int(payload.index))
-                    waiting.append([int(self.rng.integers(0, 6)), header])
+                    index = int(payload.index)
+                    self.accepted[name].append(index)
+                    self.order.append(index)
+                    self.taken_at[index] = cycle
+                    waiting.append([int(self.rng.integers(0, 6)), header, index])
         return run
 
     async def control(self, ctx):
@@ -194,16 +200,21 @@ def test_token_pipeline(name):
     assert all(v == 0 for v in bench.tokens.values())
 
 
-def test_fence_waits_for_every_queue():
-    cfg = CONFIGS["narrow"]
-    rng = np.random.default_rng(3)
-    prog = [random_instr(cfg, rng, Opcode.LOAD), random_instr(cfg, rng, Opcode.STORE),
-            {"opcode": Opcode.FENCE}, random_instr(cfg, rng, Opcode.MATMUL),
-            {"opcode": Opcode.END}]
+@pytest.mark.parametrize("before", [(Opcode.LOAD, Opcode.STORE), (Opcode.LOAD,),
+                                    (Opcode.STORE,), (Opcode.MATMUL,)])
+@pytest.mark.parametrize("name, seed", [(n, s) for n in sorted(CONFIGS) for s in range(3)])
+def test_fence_waits_for_every_queue(before, name, seed):
+    cfg = CONFIGS[name]
+    rng = np.random.default_rng(seed)
+    after = Opcode.LOAD if before == (Opcode.MATMUL,) else Opcode.MATMUL
+    prog = ([random_instr(cfg, rng, op) for op in before] + [{"opcode": Opcode.FENCE}] +
+            [random_instr(cfg, rng, after), {"opcode": Opcode.END}])
     bench = Bench(cfg, [encode(cfg, f) for f in prog], rng)
     assert bench.run()["done"]
-    # the MATMUL after the FENCE is accepted only after both earlier instructions
-    assert bench.order[-1] == 3 and sorted(bench.order[:2]) == [0, 1]
+    # the instruction after the FENCE is taken only after every earlier one retired
+    n = len(before)
+    assert bench.order[-1] == n + 1 and sorted(bench.order[:n]) == list(range(n))
+    assert bench.taken_at[n + 1] > max(bench.retired_at[i] for i in range(n))
 
 
 def _refusal(cfg, word, **windows):
