@@ -62,9 +62,10 @@ class Realigner(wiring.Component):
         plan = planner.plan
 
         desc = Signal(CopyDescriptor(cfg))
-        # the current row's source and destination offsets within a stripe
-        src_off = Signal(ls)
-        dst_off = Signal(ls)
+        # the next row's source and destination offsets within a stripe, kept a row ahead so
+        # that starting a row takes no adder before the shift's subtraction
+        next_src = Signal(ls)
+        next_dst = Signal(ls)
         rows_left = Signal(16)
         prev = Signal(8 * S)
 
@@ -75,10 +76,11 @@ class Realigner(wiring.Component):
         low_bytes = Signal(S)
         behind = Signal()           # an output stripe needs the next input stripe too
 
-        def start_row(src, dst):
+        def start_row(src, dst, src_stride, dst_stride):
             so, do = src[:ls], dst[:ls]
             sh = (do - so)[:ls]
-            m.d.sync += [src_off.eq(so), dst_off.eq(do), back.eq(S - sh), behind.eq(do < so),
+            m.d.sync += [next_src.eq(so + src_stride[:ls]), next_dst.eq(do + dst_stride[:ls]),
+                         back.eq(S - sh), behind.eq(do < so),
                          low_bytes.eq(Cat(sh > j for j in range(S)))]
 
         # Rotation left by sh bytes, and the merge below, as whole-word shifts and masks: the
@@ -109,7 +111,7 @@ class Realigner(wiring.Component):
 
         def next_row():
             m.d.sync += rows_left.eq(rows_left - 1)
-            start_row(src_off + desc.src_stride[:ls], dst_off + desc.dst_stride[:ls])
+            start_row(next_src, next_dst, desc.src_stride, desc.dst_stride)
             with m.If(rows_left == 1):
                 m.next = "IDLE"
             with m.Else():
@@ -140,7 +142,7 @@ class Realigner(wiring.Component):
                 with m.If(self.desc.valid & planner.desc.ready):
                     d = self.desc.payload
                     m.d.sync += [desc.eq(d), rows_left.eq(d.rows)]
-                    start_row(d.src, d.dst)
+                    start_row(d.src, d.dst, d.src_stride, d.dst_stride)
                     m.next = "FIRST"
             with m.State("FIRST"):
                 with m.If(behind):
