@@ -65,11 +65,13 @@ class StoreEngine(wiring.Component):
     between STOREs. The next STORE is taken in the cycle after the previous one's last row
     is read; up to ``depth`` STOREs are in flight (read, post-processed, written, or waiting
     for their write status), and their descriptors queue in front of the write engine, which
-    starts each one once the previous one's bursts are issued. The read, post-processing and
-    packing stages advance together; a :class:`~hw.skid.SkidBuffer` after the packer keeps
-    ``wr_data.ready`` from reaching ``acc_read.en`` in the same cycle, and another after the
-    realigner keeps it (and the write engine's ``cancel`` logic behind it) from reaching the
-    realigner's state.
+    starts each one once the previous one's bursts are issued. A register in front of the
+    post-processor takes each row off the accumulator's read port, so the post-processor's
+    arithmetic starts from registers, not from a block RAM's output. The read,
+    post-processing and packing stages advance together; a :class:`~hw.skid.SkidBuffer` after
+    the packer keeps ``wr_data.ready`` from reaching ``acc_read.en`` in the same cycle, and
+    another after the realigner keeps it (and the write engine's ``cancel`` logic behind it)
+    from reaching the realigner's state.
 
     A STORE retires when its write status is OKAY (every write response came back OKAY). A
     status with an error response, or ``aborted`` or ``invalid``, pulses ``error`` (code
@@ -186,15 +188,24 @@ class StoreEngine(wiring.Component):
         scale_addr = Signal.like(self.acc_read.addr)
         left = Signal.like(body.rows)
 
-        # The row read last cycle, on the port's data until it enters the post-processor.
+        # The row read last cycle stays on the port's data (``en`` low) until it moves on: an
+        # accumulator row into the register in front of the post-processor, a bias or scale
+        # row into its own register. Either moves once that register is free or its row enters
+        # the post-processor, so the post-processor starts from registers, not from the block
+        # RAM's output, and a STORE's bias and scale never change under a row of the one before.
         got = Signal()
         got_phase = Signal(_Phase)
         got_last = Signal()
         got_op = Signal(PostOpLayout())
         bias = Signal(acc_row_layout(cfg))
         scale = Signal(data.ArrayLayout(SCALE_WIDTH, cfg.cols))
+        row_valid = Signal()
+        row_last = Signal()
+        row_op = Signal(PostOpLayout())
+        row_data = Signal(acc_row_layout(cfg))
 
-        held = got & (got_phase == _Phase.ROWS) & ~post.i.ready
+        move = got & (~row_valid | post.i.ready)
+        held = got & ~move
         issue = Signal()
         m.d.comb += [
             issue.eq((phase != _Phase.IDLE) & ~held & ~abort),
@@ -231,19 +242,26 @@ class StoreEngine(wiring.Component):
                 phase.eq(Mux(body.bias, _Phase.BIAS,
                              Mux(body.per_column, _Phase.SCALE, _Phase.ROWS))),
             ]
-        with m.If(got & (got_phase == _Phase.BIAS)):
-            m.d.sync += bias.eq(self.acc_read.data)
-        with m.If(got & (got_phase == _Phase.SCALE)):
-            m.d.sync += [scale[j].eq(self.acc_read.data[j][:SCALE_WIDTH])
-                         for j in range(cfg.cols)]
+        with m.If(post.i.ready):
+            m.d.sync += row_valid.eq(0)
+        with m.If(move):
+            with m.Switch(got_phase):
+                with m.Case(_Phase.BIAS):
+                    m.d.sync += bias.eq(self.acc_read.data)
+                with m.Case(_Phase.SCALE):
+                    m.d.sync += [scale[j].eq(self.acc_read.data[j][:SCALE_WIDTH])
+                                 for j in range(cfg.cols)]
+                with m.Case(_Phase.ROWS):
+                    m.d.sync += [row_valid.eq(1), row_data.eq(self.acc_read.data),
+                                 row_last.eq(got_last), row_op.eq(got_op)]
 
         m.d.comb += [
-            post.op.eq(got_op),
-            post.i.valid.eq(got & (got_phase == _Phase.ROWS)),
-            post.i.payload.data.eq(self.acc_read.data),
+            post.op.eq(row_op),
+            post.i.valid.eq(row_valid),
+            post.i.payload.data.eq(row_data),
             post.i.payload.bias.eq(bias),
             post.i.payload.scale.eq(scale),
-            post.i.payload.last.eq(got_last),
+            post.i.payload.last.eq(row_last),
         ]
         wiring.connect(m, post.o, pack.i)
         # The write side's ready reaches the read stages a cycle later through the skid buffer,
@@ -339,5 +357,5 @@ class StoreEngine(wiring.Component):
         ]
 
         with m.If(abort):
-            m.d.sync += [phase.eq(_Phase.IDLE), got.eq(0), failed.eq(0)]
+            m.d.sync += [phase.eq(_Phase.IDLE), got.eq(0), row_valid.eq(0), failed.eq(0)]
         return m

@@ -453,9 +453,9 @@ def test_one_row_per_cycle():
     start = run.accepted()[0]
     assert len(reads) == n + 2 and reads[-1] - reads[0] == n + 1, reads   # bias, scale, rows
     assert len(taken) == n and taken[-1] - taken[0] == n - 1, taken
-    # the take, bias and scale reads, the row read, post-processor, packer, skid buffer,
-    # realigner, output skid buffer
-    bound = 1 + 2 + 1 + PostProcessor.LATENCY + 1 + 1 + 1 + 1
+    # the take, bias and scale reads, the row read, the register in front of the
+    # post-processor, post-processor, packer, skid buffer, realigner, output skid buffer
+    bound = 1 + 2 + 1 + 1 + PostProcessor.LATENCY + 1 + 1 + 1 + 1
     assert taken[0] - start <= bound, f"first stripe {taken[0] - start} cycles after the STORE"
 
 
