@@ -83,7 +83,8 @@ def run_reads(cfg, descs, *, size=1 << 16, seed=0, stall=0.0, errors=None, fill=
 def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=None,
                timeout=50_000, stats=None, latency=(1, 12), cancel_after=None):
     """Write ``beats`` (payload dicts) for ``descs``; return the memory and the statuses.
-    ``stats``, a dict, receives the cycle each status was taken in (``"status_cycles"``);
+    ``stats``, a dict, receives the cycle each status was taken in (``"status_cycles"``) and
+    a copy of the memory's ``written`` mask as each one was taken (``"written"``);
     ``latency`` is the memory's range of response latencies in cycles; with ``cancel_after``
     only that many beats are sent, and ``cancel`` is raised and held after the last."""
     dut = WriteEngine(cfg)
@@ -103,9 +104,15 @@ def run_writes(cfg, descs, beats, *, size=1 << 16, seed=0, stall=0.0, errors=Non
         got["fed"] = True
 
     async def status(ctx):
-        got["status"], when = await recv(ctx, dut.status, len(descs), rng, stall)
+        statuses, when, written = [], [], []
+        while len(statuses) < len(descs):
+            s, (w,) = await recv(ctx, dut.status, 1, rng, stall)
+            statuses += s
+            when.append(w + (when[-1] + 1 if when else 0))
+            written.append(mem.written.copy())
+        got["status"] = statuses
         if stats is not None:
-            stats["status_cycles"] = when
+            stats.update(status_cycles=when, written=written)
 
     sim.add_testbench(feed)
     sim.add_testbench(data)

@@ -85,6 +85,28 @@ def test_rewrite_of_the_previous_transfer_lands_last(seed):
     assert np.array_equal(mem.data, image)
 
 
+@pytest.mark.parametrize("ports", [1, 2])
+@pytest.mark.parametrize("latency", [(1, 4), (10, 40)])
+def test_status_follows_every_byte_of_its_transfer(ports, latency):
+    """Short transfers back to back, several of them behind the one taking data: each
+    status is taken only once every byte of its transfer is written, and in order."""
+    cfg = small_cfg(ports)
+    rng = np.random.default_rng(ports * 10 + latency[0])
+    size = 1 << 14
+    descs = [{"addr": 0x100 * i + int(rng.integers(0, 64)), "rows": int(rng.integers(1, 4)),
+              "row_bytes": int(rng.integers(1, 40)), "stride": 64} for i in range(40)]
+    beats, image = random_beats(cfg, rng, descs, size)
+    stats = {}
+    mem, status = run_writes(cfg, descs, beats, size=size, seed=ports, stall=0.2,
+                             latency=latency, stats=stats)
+    assert [(s.resp, s.aborted, s.invalid) for s in status] == [(0, 0, 0)] * len(descs)
+    assert np.array_equal(mem.data, image)
+    for i, (d, written) in enumerate(zip(descs, stats["written"], strict=True)):
+        for r in range(d["rows"]):
+            start = d["addr"] + r * d["stride"]
+            assert written[start:start + d["row_bytes"]].all(), (i, r)
+
+
 def test_error_in_a_transfer_aborts_the_next_one():
     cfg = small_cfg(1)
     rng = np.random.default_rng(7)
