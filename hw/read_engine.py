@@ -258,7 +258,8 @@ class ReadEngine(wiring.Component):
     """Reads 2-D strided transfers over ``mem_ports`` interleaved AXI4 ports.
 
     Each descriptor becomes, per port, a sequence of INCR bursts (at most ``burst_len`` beats,
-    never across 4 KiB), with up to ``reads_in_flight`` bursts in flight per port; the data
+    never across 4 KiB), with up to ``reads_in_flight`` bursts in flight per port and up to
+    17 descriptors taken ahead of the data (16 queued and the one whose data arrives); the data
     leaves in address order as stripes (one word per port) with a byte mask, ``last`` at the
     end of each row and ``end`` at the end of the transfer, followed by one ``status``.
 
@@ -294,8 +295,11 @@ class ReadEngine(wiring.Component):
         flushing = Signal()
         reset = lambda mod: ResetInserter(abort)(mod)  # noqa: E731
 
-        # Invalid descriptors reach only the beat planner, which reports them in order.
-        m.submodules.fanout = fanout = reset(DescriptorFanout(cfg, N + 1))
+        # Invalid descriptors reach only the beat planner, which reports them in order. The
+        # beat planner works on one transfer at a time, as its data arrives, so its queue
+        # sets how many transfers are in flight: deep enough for short ones (a LOAD of one
+        # tile) to cover the memory's latency.
+        m.submodules.fanout = fanout = reset(DescriptorFanout(cfg, N + 1, depth=16))
         m.d.comb += [fanout.i.payload.eq(self.desc.payload),
                      fanout.i.valid.eq(self.desc.valid & ~stop & ~flushing),
                      self.desc.ready.eq(fanout.i.ready & ~stop & ~flushing)]
