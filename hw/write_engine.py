@@ -195,8 +195,8 @@ class WriteEngine(wiring.Component):
     further byte is written), reports, and takes (and drops) the rest of the failing
     transfer's data up to its ``end`` stripe.
 
-    Transfers overlap: the next one takes data from the cycle after the current one's ``end``
-    stripe (one cycle between them), while up to ``IN_FLIGHT - 1`` transfers before it still
+    Transfers overlap: the next one takes its first stripe two cycles after the current one's
+    ``end`` stripe (one cycle between them), while up to ``IN_FLIGHT - 1`` transfers before it still
     issue their bursts (a port issues a burst once all its words are in), send their words
     and wait for their responses. Each one's status follows when all its responses are in;
     statuses stay in order. The ports keep every write in issue order, so a transfer that
