@@ -65,7 +65,7 @@ class StoreEngine(wiring.Component):
     between STOREs. The next STORE is taken in the cycle after the previous one's last row
     is read; up to ``depth`` STOREs are in flight (read, post-processed, written, or waiting
     for their write status), and their descriptors queue in front of the write engine, which
-    starts each one the cycle after the previous one's last stripe. A register in front of the
+    starts each one once the previous one's bursts are issued. A register in front of the
     post-processor takes each row off the accumulator's read port, so the post-processor's
     arithmetic starts from registers, not from a block RAM's output. The read,
     post-processing and packing stages advance together; a :class:`~hw.skid.SkidBuffer` after

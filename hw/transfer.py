@@ -64,7 +64,6 @@ class Status(data.StructLayout):
 
 
 TAG_BITS = 8                # transfers in flight are numbered modulo 2**TAG_BITS
-HOLD_TAGS = 4               # the planners tell which transfers they hold modulo this
 
 
 class BurstRequest(data.StructLayout):
@@ -101,9 +100,7 @@ class BurstPlanner(wiring.Component):
     and works out the next one from registers of the words left in the row and to the page.
     A burst is offered every cycle and a row without words of this port takes one; the first
     burst of a transfer comes four cycles after its descriptor, and the row generator takes
-    the next descriptor the cycle after it started the last row. Bit ``q`` of ``holds`` is
-    high while a stage holds a row or burst of a transfer whose tag is ``q`` modulo
-    ``len(holds)``.
+    the next descriptor the cycle after it started the last row.
     """
 
     def __init__(self, cfg, port):
@@ -112,7 +109,6 @@ class BurstPlanner(wiring.Component):
             "desc": In(stream.Signature(Descriptor(cfg))),
             "burst": Out(stream.Signature(BurstRequest(cfg))),
             "idle": Out(1),
-            "holds": Out(HOLD_TAGS),
         })
 
     def elaborate(self, platform):
@@ -267,10 +263,6 @@ class BurstPlanner(wiring.Component):
             self.burst.payload.last.eq(final),
             self.idle.eq(~busy & ~a_valid & ~b_valid & ~valid),
         ]
-        lh = _log2(HOLD_TAGS)
-        for held, held_tag in ((busy, tag), (a_valid, a_tag), (b_valid, b_tag), (valid, btag)):
-            with m.If(held):
-                m.d.comb += self.holds.bit_select(held_tag[:lh], 1).eq(1)
         return m
 
 

@@ -8,7 +8,6 @@ from .axi import Burst, Resp
 from .read_engine import global_addr, memory_ports, port_signature
 from .skid import SkidBuffer
 from .transfer import (
-    HOLD_TAGS,
     Beat,
     BeatPlanner,
     BurstPlanner,
@@ -21,12 +20,7 @@ from .transfer import (
     _log2,
 )
 
-__all__ = ["IN_FLIGHT", "WritePort", "WriteEngine"]
-
-#: Transfers the write engine has in flight at most: the one taking data, and those behind it
-#: that wait for their bursts to go out and for their responses. Tags are counted modulo it.
-IN_FLIGHT = HOLD_TAGS
-_TB = _log2(IN_FLIGHT)
+__all__ = ["WritePort", "WriteEngine"]
 
 
 class WritePort(wiring.Component):
@@ -35,8 +29,8 @@ class WritePort(wiring.Component):
 
     Every burst uses AXI ID 0, so the memory performs the writes of a port in the order they
     were issued and answers them in that order: a later write to the same bytes always lands
-    last, even when later transfers start while this one still waits for its responses.
-    Burst ``t`` remembers its address and its transfer's tag modulo ``IN_FLIGHT`` in slot
+    last, even when the next transfer starts while this one still waits for its responses.
+    Burst ``t`` remembers its address and the parity of its transfer's tag in slot
     ``t % reads_in_flight`` (the limit of bursts in flight), so that a response is counted
     against its transfer and an error names its address. W data of a burst goes out only
     after its address was accepted.
@@ -56,14 +50,12 @@ class WritePort(wiring.Component):
         Complete the bursts already issued with empty beats (WSTRB 0) instead of their words.
     sending : Out(1)
         An address or W data of an issued burst is still to go out.
-    waiting : Out(IN_FLIGHT)
-        Bit ``q``: a burst of a transfer with tag ``q`` (modulo ``IN_FLIGHT``) waits for its
-        response.
+    waiting : Out(2)
+        Bit ``q``: a burst of a transfer with tag parity ``q`` waits for its response.
     busy : Out(1)
         ``sending`` or any ``waiting``.
     resp, err_addr, err_tag : Out
-        First non-OKAY response, the port address of its burst and its transfer's tag
-        (modulo ``IN_FLIGHT``).
+        First non-OKAY response, the port address of its burst and its transfer's tag parity.
     """
 
     def __init__(self, cfg):
@@ -77,11 +69,11 @@ class WritePort(wiring.Component):
             "stop": In(1),
             "drop": In(1),
             "sending": Out(1),
-            "waiting": Out(IN_FLIGHT),
+            "waiting": Out(2),
             "busy": Out(1),
             "resp": Out(2),
             "err_addr": Out(cfg.port_addr_width),
-            "err_tag": Out(_TB),
+            "err_tag": Out(1),
         })
 
     def elaborate(self, platform):
@@ -91,10 +83,10 @@ class WritePort(wiring.Component):
         axi = self.axi
 
         slot_addr = Array(Signal(cfg.port_addr_width, name=f"slot_addr{i}") for i in range(S))
-        slot_tag = Signal(S * _TB)
+        slot_tag = Signal(S)
         issue = Signal(range(S))
         outstanding = Signal(range(S + 1))
-        pending = [Signal(range(S + 1), name=f"pending{q}") for q in range(IN_FLIGHT)]
+        pending = [Signal(range(S + 1), name=f"pending{q}") for q in range(2)]
         reserved = Signal(range(1 << 16))     # words of issued bursts not yet sent
         # Words waiting and not reserved as of the cycle before, less what it issued: never
         # more than now (words leave only for issued bursts), and a register, so that the
@@ -119,13 +111,13 @@ class WritePort(wiring.Component):
         m.d.sync += reserved.eq(Mux(started,
                                     Mux(taken, grown, grown + 1),
                                     Mux(taken, reserved - 1, reserved)))
-        tag = self.burst.payload.tag[:_TB]
+        tag = self.burst.payload.tag[0]
         with m.If(started):
             m.d.sync += [
                 axi.awvalid.eq(1),
                 axi.awaddr.eq(self.burst.payload.addr),
                 axi.awlen.eq(self.burst.payload.len),
-                slot_tag.word_select(issue, _TB).eq(tag),
+                slot_tag.bit_select(issue, 1).eq(tag),
                 issue.eq(Mux(issue == S - 1, 0, issue + 1)),
             ]
         free = self.avail - reserved
@@ -165,7 +157,7 @@ class WritePort(wiring.Component):
 
         # B: one ID, so responses come in issue order, slot after slot.
         slot = Signal(range(S))
-        answered = slot_tag.word_select(slot, _TB)
+        answered = slot_tag.bit_select(slot, 1)
         m.d.comb += axi.bready.eq(1)
         with m.If(axi.bvalid):
             m.d.sync += slot.eq(Mux(slot == S - 1, 0, slot + 1))
@@ -173,7 +165,7 @@ class WritePort(wiring.Component):
                 m.d.sync += [self.resp.eq(axi.bresp), self.err_addr.eq(slot_addr[slot]),
                              self.err_tag.eq(answered)]
         m.d.sync += outstanding.eq(_count(outstanding, started, axi.bvalid))
-        for q in range(IN_FLIGHT):
+        for q in range(2):
             m.d.sync += pending[q].eq(_count(pending[q], started & (tag == q),
                                              axi.bvalid & (answered == q)))
             m.d.comb += self.waiting[q].eq(pending[q] != 0)
@@ -195,16 +187,13 @@ class WriteEngine(wiring.Component):
     further byte is written), reports, and takes (and drops) the rest of the failing
     transfer's data up to its ``end`` stripe.
 
-    Transfers overlap: the next one takes its first stripe two cycles after the current one's
-    ``end`` stripe (one cycle between them), while up to ``IN_FLIGHT - 1`` transfers before it still
-    issue their bursts (a port issues a burst once all its words are in), send their words
-    and wait for their responses. Each one's status follows when all its responses are in;
-    statuses stay in order. The ports keep every write in issue order, so a transfer that
-    rewrites bytes of one before it still lands last. When a transfer fails, those after it
-    stop as above and report ``aborted``, as does an earlier one with bursts not yet issued;
-    the bursts issued before the failure was known have written their bytes. ``cancel``
-    stops only the transfer taking data (and those after it): the bursts of the ones before
-    it still go out.
+    Transfers overlap by one: the next starts as soon as the current one has issued all its
+    bursts (a port issues a burst once all its words are in), while the current one's words
+    still go out and its responses are still out (its status follows when they are all in;
+    statuses stay in order). The ports keep every write in
+    issue order, so a transfer that rewrites bytes of the one before still lands last. When
+    the earlier transfer fails, the later one stops as above and reports ``aborted``; the
+    bursts it issued before the failure was known have written their bytes.
 
     Members
     -------
@@ -238,7 +227,6 @@ class WriteEngine(wiring.Component):
         abort = Signal()
         stop = Signal()
         failed = Signal()
-        tag = Signal(_TB)           # of the transfer that runs or starts next
         reset = lambda mod: ResetInserter(abort)(mod)  # noqa: E731
 
         m.submodules.beats = beats = reset(BeatPlanner(cfg))
@@ -254,10 +242,7 @@ class WriteEngine(wiring.Component):
             wiring.connect(m, planner.burst, skid.i)
             wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
-            # cancel holds back the bursts of the transfer taking data, not those before it
-            m.d.comb += [port.stop.eq(failed | self.cancel & skid.o.valid &
-                                      (skid.o.payload.tag[:_TB] == tag)),
-                         port.drop.eq(failed)]
+            m.d.comb += [port.stop.eq(stop), port.drop.eq(failed)]
             if k == 1:
                 # words reach the FIFO through a register slice: the split decides late
                 sl = m.submodules[f"slice{p}"] = reset(SkidBuffer(9 * W))
@@ -332,9 +317,9 @@ class WriteEngine(wiring.Component):
                     with m.If(dst == p):
                         m.d.comb += [q.i.payload.eq(seg), q.i.valid.eq(split & active)]
 
-        # Transfers overlap: the next starts once the current one's data is in, while its
-        # bursts still go out and its responses are still out; its status follows when the
-        # last of them is in.
+        # Transfers overlap by one: the next starts once the current one has issued every
+        # burst and sent its data, while its responses are still out; its status follows
+        # when the last of them is in.
         m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
             width=Status(cfg).size, depth=4)
         status_in = Signal(Status(cfg))
@@ -345,6 +330,9 @@ class WriteEngine(wiring.Component):
 
         d = self.desc.payload
         invalid = (d.rows == 0) | (d.row_bytes == 0)
+        # every burst issued: its words then wait in the port, and go out behind the next
+        issued = (Cat(pl.idle for pl in planners).all() & beats.idle &
+                  Cat(~s.o.valid for s in skids).all())
         quiet = Cat(~pt.busy for pt in ports).all()
         m.d.comb += [failed.eq(Cat(pt.resp != Resp.OKAY for pt in ports).any()),
                      stop.eq(failed | self.cancel)]
@@ -359,25 +347,14 @@ class WriteEngine(wiring.Component):
                                  err_addr.eq(global_addr(cfg, p, ports[p].err_addr))]
             return resp, err_addr
 
-        # Tags modulo IN_FLIGHT: ``behind`` transfers before ``tag`` have their data in and
-        # their status not yet reported, the oldest first.
-        behind = Signal(range(IN_FLIGHT))
-        oldest = Signal(_TB)
-        m.d.comb += oldest.eq(tag - behind)
-        behind_resp, behind_addr = outcome(oldest)
-        # bursts of the oldest still in a planner or in front of a port: after a failure
-        # they never go out, and the transfer reports aborted
-        unissued = Cat(Cat(pl.holds.bit_select(oldest, 1) for pl in planners),
-                       Cat(s.o.valid & (s.o.payload.tag[:_TB] == oldest) for s in skids)).any()
-        report = ((behind != 0) & (failed | ~unissued) &
-                  ~Cat(pt.waiting.bit_select(oldest, 1) for pt in ports).any())
-        reported = Signal()
-        left = Signal()             # the transfer running leaves RUN, joining those behind
+        tag = Signal()              # tag parity of the transfer that runs or starts next
+        behind = Signal()           # the previous transfer (tag parity ~tag) awaits responses
+        behind_resp, behind_addr = outcome(~tag)
+        report = behind & ~Cat(pt.waiting.bit_select(~tag, 1) for pt in ports).any()
         with m.If(report & statuses.w_rdy):
             m.d.comb += [statuses.w_en.eq(1), status_in.resp.eq(behind_resp),
-                         status_in.addr.eq(behind_addr), reported.eq(1),
-                         status_in.aborted.eq(unissued & (behind_resp == Resp.OKAY))]
-        m.d.sync += behind.eq(behind + left - reported)
+                         status_in.addr.eq(behind_addr)]
+            m.d.sync += behind.eq(0)
         resp, err_addr = outcome(tag)
         with m.If(abort):
             m.d.sync += tag.eq(0)
@@ -389,18 +366,15 @@ class WriteEngine(wiring.Component):
                 with m.If(failed):
                     m.next = "DRAIN"
                 with m.Elif(invalid | self.cancel):
-                    # refused at once, after the statuses of the transfers before it
-                    m.d.comb += self.desc.ready.eq(statuses.w_rdy & (behind == 0))
-                    with m.If(self.desc.valid & statuses.w_rdy & (behind == 0)):
+                    # refused at once, after the status of the transfer before it
+                    m.d.comb += self.desc.ready.eq(statuses.w_rdy & ~behind)
+                    with m.If(self.desc.valid & statuses.w_rdy & ~behind):
                         m.d.comb += [statuses.w_en.eq(1), status_in.invalid.eq(invalid),
                                      status_in.aborted.eq(~invalid),
                                      status_in.addr.eq(d.addr)]
                 with m.Else():
-                    # a tag free, and every planner done with the rows of the one before
-                    start = (behind != IN_FLIGHT - 1) & beats.desc.ready & \
-                        Cat(pl.desc.ready for pl in planners).all()
-                    m.d.comb += self.desc.ready.eq(start)
-                    with m.If(self.desc.valid & start):
+                    m.d.comb += self.desc.ready.eq(1)
+                    with m.If(self.desc.valid):
                         for pl in planners + [beats]:
                             m.d.comb += pl.desc.valid.eq(1)
                         m.next = "RUN"
@@ -410,13 +384,12 @@ class WriteEngine(wiring.Component):
                 with m.If(stop):
                     with m.If(quiet):
                         m.next = "ABORT"
-                with m.Elif(split & plan.payload.end):
-                    m.d.comb += left.eq(1)
-                    m.d.sync += tag.eq(tag + 1)
+                with m.Elif(issued & ~behind):
+                    m.d.sync += [tag.eq(~tag), behind.eq(1)]
                     m.next = "IDLE"
             with m.State("ABORT"):
-                # the transfers before report first
-                with m.If((behind == 0) & statuses.w_rdy):
+                # the transfer before reports first
+                with m.If(~behind & statuses.w_rdy):
                     m.d.comb += [abort.eq(1), statuses.w_en.eq(1),
                                  status_in.resp.eq(resp), status_in.addr.eq(err_addr),
                                  status_in.aborted.eq(resp == Resp.OKAY)]
@@ -430,8 +403,8 @@ class WriteEngine(wiring.Component):
                 with m.If(self.cancel | self.data.valid & self.data.payload.end):
                     m.next = "IDLE"
             with m.State("DRAIN"):
-                # a transfer before failed with none running: report them, then reset
-                with m.If(quiet & (behind == 0)):
+                # the previous transfer failed with none running: report it, then reset
+                with m.If(quiet & ~behind):
                     m.d.comb += abort.eq(1)
                     m.next = "IDLE"
         return m
