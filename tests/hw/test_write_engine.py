@@ -88,8 +88,9 @@ def test_rewrite_of_the_previous_transfer_lands_last(seed):
 @pytest.mark.parametrize("ports", [1, 2])
 @pytest.mark.parametrize("latency", [(1, 4), (10, 40)])
 def test_status_follows_every_byte_of_its_transfer(ports, latency):
-    """Short transfers back to back, several of them behind the one taking data: each
-    status is taken only once every byte of its transfer is written, and in order."""
+    """Short transfers back to back, each starting while the one before waits for its
+    responses: each status is taken only once every byte of its transfer is written, and in
+    order."""
     cfg = small_cfg(ports)
     rng = np.random.default_rng(ports * 10 + latency[0])
     size = 1 << 14
