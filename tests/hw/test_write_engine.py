@@ -6,7 +6,7 @@ import pytest
 from hw.axi import Resp
 from hw.config import AccelConfig
 from sim.engine_bench import run_writes
-from sim.transfers import random_descriptor, stripes
+from sim.transfers import random_descriptor, stripes, transfer_bytes
 
 
 def small_cfg(ports, granule=0):
@@ -103,9 +103,8 @@ def test_status_follows_every_byte_of_its_transfer(ports, latency):
     assert [(s.resp, s.aborted, s.invalid) for s in status] == [(0, 0, 0)] * len(descs)
     assert np.array_equal(mem.data, image)
     for i, (d, written) in enumerate(zip(descs, stats["written"], strict=True)):
-        for r in range(d["rows"]):
-            start = d["addr"] + r * d["stride"]
-            assert written[start:start + d["row_bytes"]].all(), (i, r)
+        for start, end in transfer_bytes(d):
+            assert written[start:end].all(), (i, start)
 
 
 def test_error_in_a_transfer_aborts_the_next_one():
