@@ -34,7 +34,8 @@ class Realigner(wiring.Component):
     With ``sh = (dst - src) mod stripe_bytes`` for a row, every source stripe is rotated by
     ``sh`` bytes; an output stripe takes its bytes below ``sh`` from the previous rotated stripe
     and the rest from the current one. A row then has at most one output stripe more or less
-    than input stripes; one stripe per cycle in steady state.
+    than input stripes; one stripe per cycle in steady state, and from one descriptor to the
+    next, offered as the last stripe of the one before goes out.
 
     Members
     -------
@@ -109,11 +110,23 @@ class Realigner(wiring.Component):
             ]
             m.d.comb += plan.ready.eq(1)
 
+        def take():
+            # the next descriptor, if one is offered (its planner takes it in the same cycle)
+            m.d.comb += [planner.desc.valid.eq(self.desc.valid),
+                         self.desc.ready.eq(planner.desc.ready)]
+            with m.If(self.desc.valid & planner.desc.ready):
+                d = self.desc.payload
+                m.d.sync += [desc.eq(d), rows_left.eq(d.rows)]
+                start_row(d.src, d.dst, d.src_stride, d.dst_stride)
+                m.next = "FIRST"
+            with m.Else():
+                m.next = "IDLE"
+
         def next_row():
             m.d.sync += rows_left.eq(rows_left - 1)
             start_row(next_src, next_dst, desc.src_stride, desc.dst_stride)
             with m.If(rows_left == 1):
-                m.next = "IDLE"
+                take()          # the planner is at its last stripe: back to back
             with m.Else():
                 m.next = "FIRST"
 
@@ -137,13 +150,7 @@ class Realigner(wiring.Component):
         m.d.comb += CopyDescriptor.side(planner.desc.payload, self.desc.payload, "dst")
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [planner.desc.valid.eq(self.desc.valid),
-                             self.desc.ready.eq(planner.desc.ready)]
-                with m.If(self.desc.valid & planner.desc.ready):
-                    d = self.desc.payload
-                    m.d.sync += [desc.eq(d), rows_left.eq(d.rows)]
-                    start_row(d.src, d.dst, d.src_stride, d.dst_stride)
-                    m.next = "FIRST"
+                take()
             with m.State("FIRST"):
                 with m.If(behind):
                     m.d.comb += self.i.ready.eq(1)

@@ -282,7 +282,8 @@ class BeatPlan(data.StructLayout):
 
 
 class BeatPlanner(wiring.Component):
-    """Walks a transfer stripe by stripe, one stripe per cycle.
+    """Walks a transfer stripe by stripe, one stripe per cycle; a descriptor offered as the
+    last stripe of the one before is taken goes on in the next cycle, without a gap.
 
     The row's end is kept as registers of the stripes left in the row (whose sign marks the
     last stripe) and of its last byte's offset in its stripe, so that each stripe's plan
@@ -355,16 +356,23 @@ class BeatPlanner(wiring.Component):
             plan.end.eq(last & (rows_left == 1)),
         ]
 
+        def take():
+            # the next descriptor, if one is offered; its plans start in the next cycle
+            m.d.comb += self.desc.ready.eq(1)
+            with m.If(self.desc.valid):
+                m.d.sync += [stride.eq(d.stride), row_addr.eq(d.addr),
+                             rows_left.eq(d.rows), stripe.eq(d.addr >> ls),
+                             span_hi.eq(span[ls:]), span_lo.eq(span[:ls]),
+                             span_hi_m1.eq(span_m1 >> ls)]
+                m.d.sync += desc_row
+                m.next = "RUN"
+            with m.Else():
+                m.next = "IDLE"
+
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.desc.ready.eq(1), self.idle.eq(1)]
-                with m.If(self.desc.valid):
-                    m.d.sync += [stride.eq(d.stride), row_addr.eq(d.addr),
-                                 rows_left.eq(d.rows), stripe.eq(d.addr >> ls),
-                                 span_hi.eq(span[ls:]), span_lo.eq(span[:ls]),
-                                 span_hi_m1.eq(span_m1 >> ls)]
-                    m.d.sync += desc_row
-                    m.next = "RUN"
+                m.d.comb += self.idle.eq(1)
+                take()
             with m.State("RUN"):
                 m.d.comb += self.plan.valid.eq(1)
                 with m.If(self.plan.ready):
@@ -374,7 +382,7 @@ class BeatPlanner(wiring.Component):
                                      stripe.eq(next_addr >> ls)]
                         m.d.sync += next_row
                         with m.If(rows_left == 1):
-                            m.next = "IDLE"
+                            take()      # back to back: no idle cycle between transfers
         return m
 
 

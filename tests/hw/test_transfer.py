@@ -166,16 +166,17 @@ def _split(cfg, words):
     return bursts
 
 
-def check_stripes(cfg, descs, rng):
+def check_stripes(cfg, descs, rng, stall=0.3):
+    """Checks the plans against the reference; returns the cycle each was taken in."""
     want = [s for d in descs for s in stripes(d, cfg.stripe_bytes)]
     dut = BeatPlanner(cfg)
     got = {}
 
     async def feed(ctx):
-        await send(ctx, dut.desc, descs, rng, 0.3)
+        await send(ctx, dut.desc, descs, rng, stall)
 
     async def take(ctx):
-        got["p"], _ = await recv(ctx, dut.plan, len(want), rng, 0.3)
+        got["p"], got["when"] = await recv(ctx, dut.plan, len(want), rng, stall)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -190,6 +191,7 @@ def check_stripes(cfg, descs, rng):
         assert (plan.last, plan.end) == (last, end)
         if ports > 1:       # the port of the stripe's first byte
             assert plan.port == locate(s * cfg.stripe_bytes, granule, ports)[0]
+    return got["when"]
 
 
 @pytest.mark.parametrize("granule", [8, 16, 256])
@@ -213,3 +215,15 @@ def test_stripe_plan_corners(ports):
              for off in (0, 1, S - 1)
              for rows, stride in ((1, 0), (3, n), (2, 4 * S + 3))]
     check_stripes(cfg, descs, rng)
+
+
+@pytest.mark.parametrize("ports", [1, 4])
+def test_stripe_plan_rate(ports):
+    """Descriptors offered ahead are planned a stripe per cycle, with no gap between one
+    transfer's last stripe and the next one's first."""
+    cfg = cfg_for(ports)
+    rng = np.random.default_rng(30 + ports)
+    descs = [random_descriptor(rng, 1 << 20, int(rng.choice([8, 100, 600])), max_rows=3)
+             for _ in range(20)]
+    when = check_stripes(cfg, descs, None, stall=0.0)
+    assert when == list(range(when[0], when[0] + len(when)))
