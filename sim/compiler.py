@@ -53,7 +53,12 @@ each output block (row blocks outer, column groups inner) and each step:
   ``k = k_step``; accumulating across steps when K needs several.
 
 After the last step of an output block, one STORE per column block writes its rows of C with
-the post-processing. Each phase LOADs its bias rows and its scale rows (those in use) once,
+the post-processing. The last output block of a WS phase instead goes column block by column
+block where that fits (see :func:`_column_major`): each step LOADs the block's A rows of
+every k-block and one column block's tiles, computes that column block over all k-blocks and
+STOREs it, so that the STOREs overlap the next column block's MATMULs and only the last
+column block's rows are stored after the last MATMUL (the A rows are loaded once per column
+block there). Each phase LOADs its bias rows and its scale rows (those in use) once,
 behind the first step's LOADs when the phase has more than one step per output block (STOREs
 wait for the next step), before them otherwise.
 
@@ -93,8 +98,8 @@ for steps ``s = 0 .. S-1`` and output blocks ``o = 0 .. O-1`` of a phase:
   pushes, and each MATMUL pops (the first tile's LOAD comes before the first chunk's);
 - buffer free: the last MATMUL of step s pushes while ``s + slots < S``; the first LOAD of
   step ``s + slots`` pops (every slot starts free);
-- results ready: in the last step of block o, the last MATMUL of each column block pushes;
-  the STORE of that column block pops;
+- results ready: in the last step of block o (in each step of a column-major block), the
+  last MATMUL of each column block pushes; the STORE of that column block pops;
 - accumulator free: the last STORE of block o pushes while ``o + 2 < O``; the first MATMUL
   of block ``o + 2`` pops.
 
@@ -111,6 +116,7 @@ from collections import Counter
 
 import numpy as np
 
+from hw.controller import QUEUE_DEPTH
 from hw.isa import (
     INSTR_BYTES,
     SCALE_WIDTH,
@@ -557,7 +563,14 @@ def _phase(geo, tiling, post, addrs, p0, psize):
     blocks = [(rows, group) for rows in geo.row_blocks(tiling)
               for group in geo.groups(p0, psize, tiling)]
     ksteps = geo.k_steps(tiling)
-    steps = [(o, ks) for o in range(len(blocks)) for ks in range(len(ksteps))]
+    # A step is (output block, k-step, None), or in a column-major last block
+    # (output block, None, column block of the group).
+    last = len(blocks) - 1
+    steps = [(o, ks, None) for o in range(last) for ks in range(len(ksteps))]
+    if _column_major(geo, tiling, blocks, ksteps):
+        steps += [(last, None, j) for j in range(blocks[last][1][1])]
+    else:
+        steps += [(last, ks, None) for ks in range(len(ksteps))]
     ctx = dict(blocks=blocks, ksteps=ksteps, steps=steps, p0=p0, scale_row0=scale_row0)
     pending = _step(geo, tiling, post, addrs, ctx, 0)
     # The tables are only read by STOREs: behind the first step's LOADs when that step's
@@ -573,17 +586,49 @@ def _phase(geo, tiling, post, addrs, p0, psize):
     return ops
 
 
+def _column_major(geo, tiling, blocks, ksteps):
+    """Whether the last output block of a WS phase goes column block by column block, each
+    step all k-blocks of one column block (the A block of every k-block and that column's
+    tiles), so that its STOREs go out as each column block is done, and only the last one's
+    rows are stored after the last MATMUL. Only when there is more than one output block
+    (the first step keeps its chunked start), more than one k-block and column block, the
+    step's A blocks and tiles fit in a slot, and its LOADs (two per k-block) fit in the load
+    queue: decode places them ahead of the MATMULs of the step before, and stops at a full
+    queue."""
+    (_, mrows, _, _), (_, gsize) = blocks[-1]
+    slot = geo.slot_rows(tiling.slots)
+    kb = len(ksteps)
+    return (geo.ws and len(blocks) > 1 and kb > 1 and gsize > 1 and 2 * kb <= QUEUE_DEPTH and
+            kb * mrows <= slot and kb * geo.R <= slot)
+
+
 def _step(geo, tiling, post, addrs, ctx, s):
     """LOADs, MATMULs and STOREs (lists of ``(method, kwargs)``) of step ``s`` of a phase."""
     R, C, ob = geo.R, geo.C, geo.ob
     blocks, ksteps, steps = ctx["blocks"], ctx["ksteps"], ctx["steps"]
-    o, ks = steps[s]
+    o, ks, col = steps[s]
     (m0, mrows, b0, nmb), (g0, gsize) = blocks[o]
-    k0, kk = ksteps[ks]
     spad = (s % tiling.slots) * geo.slot_rows(tiling.slots)
     c_base = geo.ntab * tiling.phase + (o % 2) * geo.acc_half(tiling.phase)
     loads, mms = [], []
-    if geo.ws:
+    if col is not None:
+        # column-major: every k-block of column block ``col``; A block kb at ``kb * mrows``,
+        # tile kb at ``kb * R``
+        for kb in range(len(ksteps)):
+            loads.append(dict(buf=Buffer.SPAD_A, buf_addr=spad + kb * mrows, rows=mrows,
+                              row_bytes=R * ob,
+                              addr=addrs["a_addr"] + (kb * geo.M + m0) * R * ob))
+        for kb, (_, kk) in enumerate(ksteps):
+            loads.append(dict(buf=Buffer.SPAD_B, buf_addr=spad + kb * R, rows=kk,
+                              row_bytes=C * ob,
+                              addr=addrs["b_addr"] + (kb * geo.NB + g0 + col) * R * C * ob))
+        mms = [(col, dict(dataflow=Dataflow.WS, a_addr=spad + kb * mrows, b_addr=spad + kb * R,
+                          c_addr=c_base + col * tiling.block_rows, m=mrows, k=kk,
+                          n=min(C, geo.N - (g0 + col) * C), accumulate=kb > 0,
+                          keep_weights=False))
+               for kb, (_, kk) in enumerate(ksteps)]
+    elif geo.ws:
+        k0, kk = ksteps[ks]
         a_addr = addrs["a_addr"] + (ks * geo.M + m0) * R * ob
         b_addr = addrs["b_addr"] + (ks * geo.NB + g0) * R * C * ob
 
@@ -616,6 +661,7 @@ def _step(geo, tiling, post, addrs, ctx, s):
                           addr=a_addr),
                      dict(tiles[0], rows=(gsize - 1) * R + kk)]
     else:
+        k0, kk = ksteps[ks]
         step = tiling.k_step
         for i in range(nmb):
             loads.append(dict(buf=Buffer.SPAD_A, buf_addr=spad + i * step, rows=kk,
@@ -642,15 +688,15 @@ def _step(geo, tiling, post, addrs, ctx, s):
         mms[0][1]["pop_prev"] = True
     loads[0]["pop_next"] = s >= tiling.slots
     mms[-1][1]["push_prev"] = s + tiling.slots < len(steps)
-    if ks == 0 and o >= 2:
+    if (ks == 0 or col == 0) and o >= 2:
         mms[0][1]["pop_next"] = True
     stores = []
-    if ks == len(ksteps) - 1:
+    if ks == len(ksteps) - 1 or col is not None:
         for i, (j, mm) in enumerate(mms):
             if i + 1 == len(mms) or mms[i + 1][0] != j:
                 mm["push_next"] = True
         outb = post.out_bytes
-        for j in range(gsize):
+        for j in range(gsize) if col is None else [col]:
             nb = g0 + j
             stores.append(dict(
                 acc_addr=c_base + j * tiling.block_rows, rows=mrows,

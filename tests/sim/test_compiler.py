@@ -372,7 +372,7 @@ def test_im2col_against_direct_patches():
 def timed_run(instrs):
     """Cycles of a program when each queue runs in order at one buffer row per cycle (LOAD,
     STORE) or ``max(m, k)`` cycles per MATMUL, starting each instruction once its tokens are
-    pushed. Returns the total and each queue's busy cycles."""
+    pushed. Returns the total, each queue's busy cycles and the cycle each queue ends."""
     clock = dict.fromkeys(Queue, 0)
     busy = dict.fromkeys(Queue, 0)
     pushes = {c: [] for c in CHANNELS.values()}
@@ -394,7 +394,7 @@ def timed_run(instrs):
         for field in ("push_prev", "push_next"):
             if instr.get(field):
                 pushes[CHANNELS[q, field]].append(clock[q])
-    return max(clock.values()), busy
+    return max(clock.values()), busy, clock
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +426,7 @@ def test_large_256_cubed_statistics(large_gemm):
 
 
 def test_large_256_cubed_overlaps_loads_and_stores_with_compute(large_gemm):
-    total, busy = timed_run(large_gemm.program.instructions)
+    total, busy, _ = timed_run(large_gemm.program.instructions)
     assert busy[Queue.COMPUTE] == 65536
     assert busy[Queue.LOAD] <= 0.5 * busy[Queue.COMPUTE]
     assert total <= 1.01 * 65536
@@ -449,8 +449,30 @@ def test_large_256_cubed_output_stationary():
     stats = gemm.stats()
     assert stats["matmul_cycles"] <= 1.02 * 65536
     assert stats["load_rows"] <= 0.75 * stats["matmul_cycles"]
-    total, _ = timed_run(gemm.program.instructions)
+    total, _, _ = timed_run(gemm.program.instructions)
     assert total <= 1.03 * 65536
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 64), (48, 40, 60)])
+def test_last_output_block_stores_each_column_block_once_done(shape):
+    """WS on ``large``: the last output block runs column block by column block, so only one
+    column block's rows are stored after the last MATMUL (the other STOREs overlap it)."""
+    cfg = PRESETS["large"]
+    gemm = gemm_at(cfg, *shape, bias=True, post=PostOp(OutType.INT8, shift=6))
+    instrs = gemm.program.instructions
+    tiling = gemm.tiling
+    assert tiling.group > 1 and shape[0] > tiling.block_rows     # more than one output block
+    last_mm = max(i for i, x in enumerate(instrs) if x["opcode"] == Opcode.MATMUL)
+    after = [x for x in instrs[last_mm:] if x["opcode"] == Opcode.STORE]
+    assert len(after) == 1 and after[0]["rows"] <= tiling.block_rows
+    assert instrs[-1]["opcode"] == Opcode.END
+    total, _, clock = timed_run(instrs[:-1])
+    assert total - clock[Queue.COMPUTE] == after[0]["rows"]
+    rng = np.random.default_rng(len(instrs))
+    A, B = operands(rng, *shape[:2], shape[2])
+    bias = rng.integers(-5000, 5000, size=shape[2])
+    C, _ = run(gemm, A, B, bias)
+    assert C.tolist() == reference(A, B, bias, False, 1, 6, OutType.INT8).tolist()
 
 
 @pytest.mark.parametrize("preset, dataflow, shape, bias", [
