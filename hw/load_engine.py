@@ -62,8 +62,8 @@ class LoadEngine(wiring.Component):
 
     Up to ``depth`` LOADs have their descriptors issued ahead of the one being written (the
     read engine answers in order), and a buffer row is written in every cycle in which the
-    realigner has the data for one, across LOAD boundaries too; the cycle the realigner takes
-    to start a descriptor is hidden while rows are still being cut from a stripe. Packed rows
+    realigner has the data for one, across LOAD boundaries too (the realigner starts the next
+    descriptor in the cycle after the previous one's last stripe). Packed rows
     into the scratchpad go ``cfg.load_rows`` at a time: up to that many rows of a stripe are
     cut and written in one cycle (the scratchpad's sub-banks take any ``load_rows``
     consecutive rows at once), so a stripe of 16-byte rows in 128 bytes takes one cycle with

@@ -34,8 +34,8 @@ class Realigner(wiring.Component):
     With ``sh = (dst - src) mod stripe_bytes`` for a row, every source stripe is rotated by
     ``sh`` bytes; an output stripe takes its bytes below ``sh`` from the previous rotated stripe
     and the rest from the current one. A row then has at most one output stripe more or less
-    than input stripes; one stripe per cycle in steady state, and from one descriptor to the
-    next, offered as the last stripe of the one before goes out.
+    than input stripes; one stripe per cycle in steady state, across descriptors too: one
+    offered when the previous one's last stripe goes out starts in the next cycle.
 
     Members
     -------

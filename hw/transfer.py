@@ -282,8 +282,8 @@ class BeatPlan(data.StructLayout):
 
 
 class BeatPlanner(wiring.Component):
-    """Walks a transfer stripe by stripe, one stripe per cycle; a descriptor offered as the
-    last stripe of the one before is taken goes on in the next cycle, without a gap.
+    """Walks a transfer stripe by stripe, one stripe per cycle; a descriptor offered when the
+    previous one's last stripe is taken is planned from the next cycle, without a gap.
 
     The row's end is kept as registers of the stripes left in the row (whose sign marks the
     last stripe) and of its last byte's offset in its stripe, so that each stripe's plan
