@@ -611,6 +611,14 @@ def _step(geo, tiling, post, addrs, ctx, s):
     spad = (s % tiling.slots) * geo.slot_rows(tiling.slots)
     c_base = geo.ntab * tiling.phase + (o % 2) * geo.acc_half(tiling.phase)
     loads, mms = [], []
+
+    def ws_matmul(j, a_row, b_row, r0, rows, k, accumulate, keep_weights=False):
+        # column block j: A rows from slot row a_row, its tile at b_row, into its rows r0..
+        return (j, dict(dataflow=Dataflow.WS, a_addr=spad + a_row, b_addr=spad + b_row,
+                        c_addr=c_base + j * tiling.block_rows + r0, m=rows, k=k,
+                        n=min(C, geo.N - (g0 + j) * C), accumulate=accumulate,
+                        keep_weights=keep_weights))
+
     if col is not None:
         # column-major: every k-block of column block ``col``; A block kb at ``kb * mrows``,
         # tile kb at ``kb * R``
@@ -622,21 +630,15 @@ def _step(geo, tiling, post, addrs, ctx, s):
             loads.append(dict(buf=Buffer.SPAD_B, buf_addr=spad + kb * R, rows=kk,
                               row_bytes=C * ob,
                               addr=addrs["b_addr"] + (kb * geo.NB + g0 + col) * R * C * ob))
-        mms = [(col, dict(dataflow=Dataflow.WS, a_addr=spad + kb * mrows, b_addr=spad + kb * R,
-                          c_addr=c_base + col * tiling.block_rows, m=mrows, k=kk,
-                          n=min(C, geo.N - (g0 + col) * C), accumulate=kb > 0,
-                          keep_weights=False))
+        mms = [ws_matmul(col, kb * mrows, kb * R, 0, mrows, kk, kb > 0)
                for kb, (_, kk) in enumerate(ksteps)]
     elif geo.ws:
-        k0, kk = ksteps[ks]
+        _, kk = ksteps[ks]
         a_addr = addrs["a_addr"] + (ks * geo.M + m0) * R * ob
         b_addr = addrs["b_addr"] + (ks * geo.NB + g0) * R * C * ob
 
         def matmul(j, r0, rows, keep_weights=False):
-            return (j, dict(dataflow=Dataflow.WS, a_addr=spad + r0, b_addr=spad + j * R,
-                            c_addr=c_base + j * tiling.block_rows + r0, m=rows, k=kk,
-                            n=min(C, geo.N - (g0 + j) * C), accumulate=ks > 0,
-                            keep_weights=keep_weights))
+            return ws_matmul(j, r0, j * R, r0, rows, kk, ks > 0, keep_weights)
 
         tiles = [dict(buf=Buffer.SPAD_B, buf_addr=spad + j * R,
                       rows=R if j + 1 < gsize else kk, row_bytes=C * ob,
