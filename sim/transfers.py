@@ -1,6 +1,7 @@
 """Python reference of 2-D strided transfers: which bytes they touch and how they stripe."""
 
-__all__ = ["random_descriptor", "stripes", "transfer_bytes", "locate", "unlocate", "port_words"]
+__all__ = ["random_descriptor", "stripes", "beats", "transfer_bytes", "locate", "unlocate",
+           "port_words"]
 
 
 def random_descriptor(rng, mem_size, max_bytes, max_rows=4):
@@ -32,6 +33,16 @@ def stripes(desc, stripe_bytes):
             hi = min(end, (s + 1) * stripe_bytes) - s * stripe_bytes
             out.append((s, lo, hi, s == final, s == final and r == len(rows) - 1))
     return out
+
+
+def beats(memory, desc, stripe_bytes):
+    """The stripes of transfer ``desc`` as the read engine delivers them from ``memory`` (bytes
+    by global address, a numpy ``uint8`` array): ``Beat`` payloads with the whole stripe's
+    data, the transfer's bytes in ``mask``, ``last`` and ``end``."""
+    S = stripe_bytes
+    return [{"data": int.from_bytes(memory[s * S:(s + 1) * S].tobytes(), "little"),
+             "mask": (1 << hi) - (1 << lo), "last": last, "end": end}
+            for s, lo, hi, last, end in stripes(desc, S)]
 
 
 def locate(addr, granule, ports):

@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 from hw.config import AccelConfig
 from hw.fetch import Fetcher
 from hw.isa import INSTR_BYTES
-from sim.transfers import stripes
+from sim.transfers import beats
 
 PROG_ADDR = 0x400
 RESTART_ADDR = 0x1000
@@ -66,11 +66,8 @@ def run(cfg, prog_len, rng, *, latency=6, stall=0.0, stop_at=None):
                 while cycle < asked + latency:
                     await ctx.tick()
                     cycle += 1
-                for s, lo, hi, last, end in stripes(desc, S):
-                    raw = mem[s * S:(s + 1) * S].tobytes()
-                    ctx.set(dut.rd.data.payload, {"data": int.from_bytes(raw, "little"),
-                                                  "mask": (1 << hi) - (1 << lo),
-                                                  "last": last, "end": end})
+                for beat in beats(mem, desc, S):
+                    ctx.set(dut.rd.data.payload, beat)
                     ctx.set(dut.rd.data.valid, 1)
                     while True:
                         _, _, ready = await ctx.tick().sample(dut.rd.data.ready)

@@ -7,16 +7,7 @@ from amaranth.sim import Simulator
 from hw.config import AccelConfig
 from hw.realign import Realigner
 from sim.streams import recv, send
-from sim.transfers import stripes
-
-
-def source_beats(data, desc, S):
-    out = []
-    for s, lo, hi, last, end in stripes(desc, S):
-        raw = data[s * S:(s + 1) * S].tobytes()
-        out.append({"data": int.from_bytes(raw, "little"), "mask": (1 << hi) - (1 << lo),
-                    "last": last, "end": end})
-    return out
+from sim.transfers import beats, stripes
 
 
 def run_copies(cfg, copies, memory, rng, pressure):
@@ -30,7 +21,7 @@ def run_copies(cfg, copies, memory, rng, pressure):
                "stride": copy["src_stride"]}
         dst = {"addr": copy["dst"], "rows": rows, "row_bytes": row_bytes,
                "stride": copy["dst_stride"]}
-        beats_in += source_beats(memory, src, S)
+        beats_in += beats(memory, src, S)
         for r in range(rows):
             row = memory[copy["src"] + r * copy["src_stride"]:][:row_bytes]
             start = copy["dst"] + r * copy["dst_stride"]
