@@ -114,8 +114,14 @@ class Accelerator(wiring.Component):
                          csr.engine_stalled[e].eq(engine.stall)]
         m.d.sync += csr.macs.eq(compute.macs)
 
-        # Memory reads: fetch and LOAD share the read engine.
+        # Memory reads: fetch and LOAD share the read engine. LOADs go first unless the
+        # instruction buffer is empty: instruction data queued ahead of a LOAD's holds the read
+        # engine's stripes (the fetcher takes a word per cycle), and the buffer holds many
+        # instructions ahead of decode otherwise.
         wiring.connect(m, ctrl.rd, arbiter.client[0])
+        fetch_empty = Signal()
+        m.d.sync += fetch_empty.eq(ctrl.state.fetched == 0)
+        m.d.comb += arbiter.prefer.eq(Cat(fetch_empty, 1))
         for name in ("desc", "data", "status"):
             wiring.connect(m, getattr(arbiter.engine, name), getattr(reader, name))
         wiring.connect(m, load.rd_desc, arbiter.client[1].desc)

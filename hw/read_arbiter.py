@@ -24,7 +24,8 @@ def read_client(cfg):
 class ReadArbiter(wiring.Component):
     """Shares one :class:`~hw.read_engine.ReadEngine` between ``n`` requesters.
 
-    Descriptors are granted whole, round-robin, and the requester of each is queued twice:
+    Descriptors are granted whole, round-robin among the requesters that ``prefer`` marks if
+    any of them has one, else among all; the requester of each is queued twice:
     once for its data and once for its status, because the read engine may deliver the next
     transfer's beats before the previous status is taken. The data queue advances on each
     ``end`` beat; a status that arrives for a transfer whose ``end`` beat never came (it
@@ -41,6 +42,8 @@ class ReadArbiter(wiring.Component):
     -------
     client : In(read_client(cfg)).array(n)
         The requesters.
+    prefer : In(n)
+        Requesters whose descriptors go first (none: plain round-robin).
     engine : Out(read_client(cfg))
         To the read engine's ``desc``, ``data`` and ``status``.
     """
@@ -52,6 +55,7 @@ class ReadArbiter(wiring.Component):
         self._cfg, self._n, self._depth = cfg, n, depth
         super().__init__({
             "client": In(read_client(cfg)).array(n),
+            "prefer": In(n),
             "engine": Out(read_client(cfg)),
         })
 
@@ -63,14 +67,17 @@ class ReadArbiter(wiring.Component):
         m.submodules.status_q = status_q = fifo.SyncFIFOBuffered(width=idw, depth=depth)
 
         # Grant: the first requester with a descriptor, searching from the one after the
-        # last grant.
+        # last grant; among the preferred ones if any of them has one.
         last = Signal(range(n))
         grant = Signal(range(n))
         any_req = Signal()
+        wants = Cat(self.client[c].desc.valid for c in range(n))
+        preferred = wants & self.prefer
+        candidates = Mux(preferred.any(), preferred, wants)
         for k in reversed(range(n)):
             for c in reversed(range(n)):
                 # Requester c is the k-th candidate after ``last``.
-                with m.If((last == (c - k - 1) % n) & self.client[c].desc.valid):
+                with m.If((last == (c - k - 1) % n) & candidates[c]):
                     m.d.comb += [grant.eq(c), any_req.eq(1)]
         eng = self.engine
         st = eng.status.payload

@@ -34,10 +34,13 @@ class Bench(Elaboratable):
         return m
 
 
-def run(cfg, work, *, errors=None, seed=0, stall=0.0, timeout=60_000):
-    """Requester ``c`` reads ``work[c]`` (descriptors), taking beats with random stalls and
-    statuses at once, as the fetcher and the load engine do. Returns, per requester, the list
-    of ``("beat", payload)`` and ``("status", payload)`` events in the order they came."""
+def run(cfg, work, *, errors=None, seed=0, stall=0.0, timeout=60_000, idle=0.5, prefer=0,
+        grants=None):
+    """Requester ``c`` reads ``work[c]`` (descriptors, each held back for a cycle with
+    probability ``idle`` while it repeats), taking beats with random stalls and statuses at
+    once, as the fetcher and the load engine do. Returns, per requester, the list of
+    ``("beat", payload)`` and ``("status", payload)`` events in the order they came; appends
+    the requester of each granted descriptor to ``grants``."""
     bench = Bench(cfg, len(work))
     sim = Simulator(bench)
     sim.add_clock(1e-6)
@@ -56,12 +59,15 @@ def run(cfg, work, *, errors=None, seed=0, stall=0.0, timeout=60_000):
 
         async def feed(ctx):
             for desc in work[c]:
-                while rng.random() < 0.5:
+                while rng.random() < idle:
+                    ctx.set(client.desc.valid, 0)
                     await ctx.tick()
                 ctx.set(client.desc.payload, desc)
                 ctx.set(client.desc.valid, 1)
                 await ctx.tick().until(client.desc.ready)
-                ctx.set(client.desc.valid, 0)
+                if grants is not None:
+                    grants.append(c)
+            ctx.set(client.desc.valid, 0)
 
         async def take(ctx):
             ctx.set(client.status.ready, 1)
@@ -81,6 +87,11 @@ def run(cfg, work, *, errors=None, seed=0, stall=0.0, timeout=60_000):
 
     for c in range(len(work)):
         requester(c)
+
+    async def set_prefer(ctx):
+        ctx.set(bench.arbiter.prefer, prefer)
+
+    sim.add_testbench(set_prefer)
 
     def done():
         return all(sum(e[0] == "status" for e in events[c]) == len(work[c])
@@ -131,6 +142,29 @@ def test_requesters_get_their_own_beats_then_status(ports, width, stall):
     mem, events = run(cfg, work, seed=ports, stall=stall)
     for c in range(len(work)):
         check_transfers(cfg, mem, work[c], events[c])
+
+
+@pytest.mark.parametrize("prefer", [0b00, 0b10, 0b01, 0b11])
+def test_preferred_requesters_go_first(prefer):
+    """Three requesters offering all the time: the preferred ones' descriptors are granted
+    before the others', round-robin within each set; every transfer still arrives whole."""
+    cfg = small_cfg(2)
+    rng = np.random.default_rng(50 + prefer)
+    work = [[random_descriptor(rng, MEM, 200) for _ in range(6)] for _ in range(3)]
+    grants = []
+    mem, events = run(cfg, work, seed=prefer, idle=0.0, prefer=prefer, grants=grants)
+    for c in range(len(work)):
+        check_transfers(cfg, mem, work[c], events[c])
+    # the policy: round-robin from the requester after the last grant (0 at reset), among
+    # the preferred requesters with descriptors left if there are any
+    left, last, want = [6, 6, 6], 0, []
+    while any(left):
+        cands = [c for c in range(3) if left[c] and prefer >> c & 1] or \
+            [c for c in range(3) if left[c]]
+        last = next((last + k) % 3 for k in range(1, 4) if (last + k) % 3 in cands)
+        left[last] -= 1
+        want.append(last)
+    assert grants == want
 
 
 def test_failed_transfer_ends_with_its_status_and_others_go_on():
