@@ -83,6 +83,9 @@ def main(argv=None):
                         f"default: {' '.join(SWEEP)})")
     parser.add_argument("--timing", default="HBM2_2000",
                         choices=["HBM2_2000", "HBM3_6400", "ideal"])
+    parser.add_argument("--no-refresh", dest="refresh", action="store_false",
+                        help="HBM model without refresh: cycle counts that do not depend on "
+                        "where the refreshes fall, for comparing two designs")
     parser.add_argument("--trace", action="store_true",
                         help="record and print each GEMM's memory-port and engine phases")
     parser.add_argument("-o", "--output", default="build/bench", help="output folder")
@@ -96,7 +99,7 @@ def main(argv=None):
     rows = []
     for preset in presets:
         cfg = PRESETS[preset]
-        report = run_gemms(cfg, shapes, args.timing, trace=args.trace)
+        report = run_gemms(cfg, shapes, args.timing, trace=args.trace, refresh=args.refresh)
         for g in report["gemms"]:
             rows.append({"preset": preset, **summary(report["config"], g)})
             if args.trace:
@@ -104,8 +107,8 @@ def main(argv=None):
         print(table([r for r in rows if r["preset"] == preset]), flush=True)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gemm.json").write_text(json.dumps({"timing": args.timing, "results": rows},
-                                              indent=1))
+    (out / "gemm.json").write_text(json.dumps(
+        {"timing": args.timing, "refresh": args.refresh, "results": rows}, indent=1))
     plot(rows, out / "gemm_roofline.png")
     print()
     print(table(rows))

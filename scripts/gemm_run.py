@@ -25,13 +25,14 @@ def parse_shape(text):
     return (*dims, flow)
 
 
-def run_gemms(cfg, shapes, timing="HBM2_2000", seed=1, trace=False):
+def run_gemms(cfg, shapes, timing="HBM2_2000", seed=1, trace=False, refresh=True):
     """Run every ``(M, K, N, flow)`` of ``shapes`` in one simulation; return the report
     (``config``, ``timing`` and one ``gemms`` entry per shape, see ``sim.tb_accel``; with
     ``trace``, each entry's ``phases`` of memory-port and engine activity, on a build with
-    public internal signals)."""
+    public internal signals; without ``refresh``, on an HBM model that does not refresh)."""
     spec = ",".join(f"{m}x{k}x{n}:{flow}" for m, k, n, flow in shapes)
-    env = {"TB_GEMMS": spec, "TB_TIMING": timing, "TB_SEED": str(seed)}
+    env = {"TB_GEMMS": spec, "TB_TIMING": timing, "TB_SEED": str(seed),
+           "TB_REFRESH": "1" if refresh else "0"}
     if trace:
         env["TB_TRACE"] = "1"
     with tempfile.TemporaryDirectory() as tmp:

@@ -101,14 +101,18 @@ class Driver:
         Seed of the memory model's backpressure.
     period_ns : int
         Clock period.
+    refresh : bool
+        Model HBM refresh. Off, a run's cycle count no longer depends on where its refreshes
+        fall, which is what an A/B comparison of two designs wants.
     """
 
-    def __init__(self, dut, cfg=None, timing="HBM2_2000", stall=0.0, seed=0, period_ns=2):
+    def __init__(self, dut, cfg=None, timing="HBM2_2000", stall=0.0, seed=0, period_ns=2,
+                 refresh=True):
         self.dut = dut
         self.cfg = cfg or load_config()
         self.period_ns = period_ns
         self.hbm = HbmAxi(dut, dut.clk, striped=True, granule=self.cfg.interleave_bytes,
-                          timing=timing_preset(timing), seed=seed)
+                          timing=timing_preset(timing), seed=seed, refresh=refresh)
         if stall:
             self.hbm.set_backpressure(ar=stall, aw=stall, w=stall, r=stall, b=stall)
         self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)

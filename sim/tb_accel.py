@@ -2,7 +2,8 @@
 
 Knobs (environment): ``TB_SEED``, ``TB_CASES`` (random GEMMs per test), ``TB_MAX_DIM``
 (largest random M, K, N), ``TB_STALL`` (random stall probability on every AXI channel),
-``TB_TIMING`` (``HBM2_2000``, ``HBM3_6400`` or ``ideal``). The ``gemm_report`` test runs
+``TB_TIMING`` (``HBM2_2000``, ``HBM3_6400`` or ``ideal``), ``TB_REFRESH`` (``0``: no HBM
+refresh). The ``gemm_report`` test runs
 the GEMMs of ``TB_GEMMS`` (``MxKxN[:ws|os]`` separated by commas) with bias, ReLU and int8
 requantization and writes a JSON report to ``TB_OUT`` (for ``make demo`` and the benchmark);
 with ``TB_TRACE`` set, each entry also has the phases of its memory-port activity
@@ -32,10 +33,11 @@ MAX_DIM = int(os.environ.get("TB_MAX_DIM", "40"))
 STALL = float(os.environ.get("TB_STALL", "0"))
 TIMING = os.environ.get("TB_TIMING", "HBM2_2000")
 TRACE = bool(os.environ.get("TB_TRACE"))
+REFRESH = os.environ.get("TB_REFRESH", "1") != "0"
 
 
 async def start(dut, stall=STALL):
-    drv = Driver(dut, timing=TIMING, stall=stall, seed=SEED)
+    drv = Driver(dut, timing=TIMING, stall=stall, seed=SEED, refresh=REFRESH)
     await drv.reset()
     return drv
 
@@ -284,5 +286,6 @@ async def gemm_report(dut):
                     "write_beats": sum(c["write_beats"] for c in drv.hbm.stats()["channels"])},
         })
     with open(os.environ["TB_OUT"], "w") as f:
-        json.dump({"config": json.loads(cfg.to_json()), "timing": TIMING, "gemms": report},
+        json.dump({"config": json.loads(cfg.to_json()), "timing": TIMING, "refresh": REFRESH,
+                   "gemms": report},
                   f, indent=1, default=str)
