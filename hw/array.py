@@ -4,7 +4,7 @@ from amaranth import *
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pe import NorthLane, ProcessingElement, WestLane, operand_shape
+from .pe import ProcessingElement, WeightBus, WestLane, operand_shape
 
 __all__ = ["Dataflow", "ALayout", "BLayout", "CLayout", "SystolicArray"]
 
@@ -36,7 +36,8 @@ class ALayout(data.StructLayout):
 class BLayout(data.StructLayout):
     """Payload of the B stream.
 
-    Weight-stationary (``mode`` WS): row k of the next tile's weights, rows in order from 0;
+    Weight-stationary (``mode`` WS): row k of the next tile's weights, rows in order from 0
+    and in consecutive cycles (valid must not drop between the first row and the last);
     ``last`` ends the tile (the ``rows``-th row ends it in any case). Output-stationary
     (``mode`` OS): row k of B, consumed together with the A beat of step k.
     """
@@ -62,10 +63,14 @@ class CLayout(data.StructLayout):
 class SystolicArray(wiring.Component):
     """A ``rows`` x ``cols`` systolic array computing ``C = A @ B`` tile by tile.
 
-    Weight-stationary tiles: K <= rows, N <= cols, any M. The B stream preloads a tile's
-    weights while the previous tile computes; the A row marked ``first`` switches to them
-    without a bubble. Back to back, a tile costs max(M, K of the next tile) cycles: the next
-    weights load during it, one row per cycle.
+    Weight-stationary tiles: K <= rows, N <= cols, any M. A tile's weights go onto the
+    columns' weight buses one row per cycle, every PE of a column seeing the bus at once, and
+    the A row marked ``first`` switches each PE to them as it passes. That row may enter in the
+    cycle after the first weight row: it reaches PE row i i cycles later, by which time weight
+    row i is in, since the weight rows of a tile come in consecutive cycles (see
+    :class:`BLayout`). The next tile's weights load once the current tile's are all in and its
+    ``first`` row has entered. So the first tile waits one cycle for its weights, not K, and
+    back to back a tile costs at most max(M, K, 2) cycles, without a bubble at the switch.
 
     Output-stationary tiles: M <= rows, N <= cols, any K. A and B beats pair up; the M result
     rows leave through the same column pipeline in the M slots after the ``last`` beat,
@@ -108,7 +113,8 @@ class SystolicArray(wiring.Component):
 
         # Input control ------------------------------------------------------------------------
 
-        w_ready = Signal()              # a complete weight tile waits in the w_next registers
+        pend = Signal()                 # a weight tile has started loading, not switched to
+        loading = Signal()              # its rows are still coming
         w_row = Signal(range(max(R, 2)))
         drain_left = Signal(range(R + 1))   # result rows of an OS tile still to drain
         drain_row = Signal(range(max(R, 2)))
@@ -123,7 +129,7 @@ class SystolicArray(wiring.Component):
         a_ok = Signal()
         with m.If(a_ws):
             # WS rows take the partial-sum column, which a drain slot also needs.
-            m.d.comb += a_ok.eq(~draining & (~a.first | w_ready))
+            m.d.comb += a_ok.eq(~draining & (~a.first | pend))
         with m.Else():
             # An OS beat needs its B row; an OS tile may end once the previous drain ends
             # in this slot, so that drain slots never overlap.
@@ -136,14 +142,15 @@ class SystolicArray(wiring.Component):
         with m.If(b_os):
             m.d.comb += self.b.ready.eq(advance & self.a.valid & a_os & a_ok)
         with m.Else():
-            m.d.comb += self.b.ready.eq(advance & (~w_ready | switch))
+            # the rest of a tile, or a new tile once the one before is switched to
+            m.d.comb += self.b.ready.eq(advance & (loading | ~pend))
         b_fire = self.b.valid & self.b.ready
         w_fire = b_fire & ~b_os
         w_last = b.last | (w_row == R - 1)
 
         # The slot that enters the array this cycle (a bubble when nothing fires).
         west = [Signal(WestLane(cfg), name=f"west{i}") for i in range(R)]
-        north = [Signal(NorthLane(cfg), name=f"north{j}") for j in range(C)]
+        north = [Signal(WeightBus(cfg), name=f"north{j}") for j in range(C)]
         out_valid = Signal()
         out_last = Signal()
         for i in range(R):
@@ -168,8 +175,11 @@ class SystolicArray(wiring.Component):
 
         with m.If(advance):
             with m.If(w_fire):
-                m.d.sync += w_row.eq(Mux(w_last, 0, w_row + 1))
-            m.d.sync += w_ready.eq((w_ready & ~switch) | (w_fire & w_last))
+                m.d.sync += [w_row.eq(Mux(w_last, 0, w_row + 1)), loading.eq(~w_last)]
+            with m.If(w_fire & ~loading):       # the first row of a tile (no tile pending)
+                m.d.sync += pend.eq(1)
+            with m.Elif(switch):
+                m.d.sync += pend.eq(0)
             with m.If(draining):
                 m.d.sync += [drain_left.eq(drain_left - 1), drain_row.eq(drain_row + 1),
                              draining.eq(~drain_last), drain_last.eq(drain_left == 2)]
@@ -179,7 +189,8 @@ class SystolicArray(wiring.Component):
                              drain_last.eq(rows == 1)]
 
         # Skew: lane i enters i + 1 cycles late, column j enters j + 1 cycles late (a register
-        # after the input control, so that no PE loads straight from a.ready or b.ready) ----
+        # after the input control, so that no PE loads straight from a.ready or b.ready); the
+        # column's weight bus is its skewed input, and its B operands move south PE by PE ----
 
         def delayed(sig, n, name):
             for k in range(n):
@@ -192,16 +203,17 @@ class SystolicArray(wiring.Component):
         # The grid -----------------------------------------------------------------------------
 
         pes = [[ProcessingElement(cfg, row=i) for j in range(C)] for i in range(R)]
+        columns = [delayed(north[j], j + 1, f"skew_b{j}") for j in range(C)]
         for i in range(R):
             for j in range(C):
                 pe = pes[i][j]
                 m.submodules[f"pe_{i}_{j}"] = pe
                 west_in = delayed(west[i], i + 1, f"skew_a{i}") if j == 0 else pes[i][j - 1].a_o
-                north_in = delayed(north[j], j + 1, f"skew_b{j}") if i == 0 else pes[i - 1][j].b_o
                 m.d.comb += [
                     pe.en.eq(advance),
                     pe.a_i.eq(west_in),
-                    pe.b_i.eq(north_in),
+                    pe.b_i.eq(columns[j].data if i == 0 else pes[i - 1][j].b_o),
+                    pe.w_i.eq(columns[j]),
                     pe.psum_i.eq(0 if i == 0 else pes[i - 1][j].psum_o),
                 ]
 

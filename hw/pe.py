@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .multiplier import RegisteredMultiplier
 
-__all__ = ["operand_shape", "WestLane", "NorthLane", "ProcessingElement"]
+__all__ = ["operand_shape", "WestLane", "WeightBus", "ProcessingElement"]
 
 
 def operand_shape(cfg):
@@ -28,9 +28,9 @@ class WestLane(data.StructLayout):
         })
 
 
-class NorthLane(data.StructLayout):
-    """What moves south through one PE column each cycle: a B operand (output-stationary) or a
-    weight (weight-stationary) that the PE of row ``row`` captures when ``load`` is set."""
+class WeightBus(data.StructLayout):
+    """A PE column's weight bus (weight-stationary), seen by every PE of the column in the same
+    cycle: the PE of row ``row`` captures ``data`` when ``load`` is set."""
 
     def __init__(self, cfg):
         super().__init__({
@@ -46,8 +46,10 @@ class ProcessingElement(wiring.Component):
 
     Weight-stationary: ``psum_o = psum_i + a * w``; ``w`` is the active weight, and two weight
     registers (active and preloaded) let the next tile's weights arrive while this tile runs.
-    The row that carries ``first`` multiplies by the preloaded weight and makes it active, so
-    switching tiles costs no cycle.
+    The preloaded one is captured from the column's weight bus ``w_i`` at the end of the
+    cycle it is offered. The row that carries ``first`` multiplies by the preloaded weight and
+    makes it active, so switching tiles costs no cycle: a weight offered on ``w_i`` in the
+    cycle that ``first`` arrives on ``a_i`` (or before) is the one it switches to.
 
     Output-stationary: the PE keeps ``acc += a * b``; ``last`` copies the final sum into a
     result register, which a later ``drain`` slot inserts into the partial-sum column.
@@ -73,8 +75,11 @@ class ProcessingElement(wiring.Component):
         Global advance; every register holds while it is low.
     a_i, a_o : In/Out(WestLane)
         From the west neighbour; registered copy to the east neighbour.
-    b_i, b_o : In/Out(NorthLane)
-        From the north neighbour; registered copy to the south neighbour.
+    b_i, b_o : In/Out(operand_shape(cfg))
+        Output-stationary B operand from the north neighbour; registered copy to the south
+        neighbour.
+    w_i : In(WeightBus)
+        The column's weight bus.
     psum_i, psum_o : In/Out(signed(acc_width))
         Partial sum from the north; registered partial sum to the south.
     """
@@ -88,7 +93,8 @@ class ProcessingElement(wiring.Component):
         super().__init__({
             "en": In(1),
             "a_i": In(WestLane(cfg)), "a_o": Out(WestLane(cfg)),
-            "b_i": In(NorthLane(cfg)), "b_o": Out(NorthLane(cfg)),
+            "b_i": In(operand_shape(cfg)), "b_o": Out(operand_shape(cfg)),
+            "w_i": In(WeightBus(cfg)),
             "psum_i": In(acc), "psum_o": Out(acc),
         })
 
@@ -109,12 +115,12 @@ class ProcessingElement(wiring.Component):
         # multiplier block in the same cycle.
         a, b = self.a_o, self.b_o
         switch = a.ws & a.first
-        capture = b.load & (b.row == self._row)
+        capture = self.w_i.load & (self.w_i.row == self._row)
         m.submodules.mult = mult = RegisteredMultiplier(operand_shape(cfg))
         m.d.comb += [
             mult.en.eq(self.en),
             mult.a.eq(a.data),
-            mult.b.eq(Mux(a.os, b.data, Mux(switch, w_next, w_active))),
+            mult.b.eq(Mux(a.os, b, Mux(switch, w_next, w_active))),
         ]
         ex0 = Signal(WestLane(cfg))     # the flags of the row in the multiplier's input regs
         ex = Signal(WestLane(cfg))      # the flags of the row whose product is in mult.p
@@ -131,7 +137,7 @@ class ProcessingElement(wiring.Component):
             with m.If(switch):
                 m.d.sync += w_active.eq(w_next)
             with m.If(capture):
-                m.d.sync += w_next.eq(b.data)
+                m.d.sync += w_next.eq(self.w_i.data)
             with m.If(ex2.os):
                 m.d.sync += acc.eq(acc_next)
                 with m.If(ex2.last):

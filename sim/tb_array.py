@@ -12,7 +12,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from hw.array import ALayout, BLayout, CLayout
+from hw.array import ALayout, BLayout, CLayout, Dataflow
 from hw.pe import ProcessingElement
 from sim.reference import matmul, random_operands
 from sim.tiles import os_tile, ws_tile
@@ -29,7 +29,8 @@ class ArrayBench:
     """Drives the A and B streams and drains C in one coroutine, one wake-up per cycle.
 
     Valid is held with a stable payload until ready (stream rules); ``idle`` is the chance
-    of an idle cycle before a beat, ``stall`` the chance of ready low on C in a cycle.
+    of an idle cycle before a beat (but inside a WS tile's weights, which come in consecutive
+    cycles), ``stall`` the chance of ready low on C in a cycle.
     """
 
     def __init__(self, dut, cfg, rng, idle=0.0, stall=0.0):
@@ -55,6 +56,9 @@ class ArrayBench:
         dut, rng = self.dut, self.rng
         a_bits = _pack(ALayout(self.cfg), a_beats)
         b_bits = _pack(BLayout(self.cfg), b_beats)
+        # a B beat may wait unless it continues a WS tile's weights
+        b_may_wait = [i == 0 or b_beats[i]["mode"] == Dataflow.OS or b_beats[i - 1]["last"]
+                      for i in range(len(b_beats))]
         timeout = timeout or 50 * (len(a_bits) + len(b_bits) + n_out) + 1000
         ai = bi = 0
         a_on = b_on = False
@@ -68,7 +72,8 @@ class ArrayBench:
             if not a_on and ai < len(a_bits) and rng.random() >= self.idle:
                 dut.a_payload.value = a_bits[ai]
                 a_on = True
-            if not b_on and bi < len(b_bits) and rng.random() >= self.idle:
+            if not b_on and bi < len(b_bits) and \
+                    (not b_may_wait[bi] or rng.random() >= self.idle):
                 dut.b_payload.value = b_bits[bi]
                 b_on = True
             dut.a_valid.value = a_on
@@ -174,11 +179,14 @@ async def mixed_dataflows_backpressure(dut):
 
 @cocotb.test()
 async def ws_back_to_back_timing(dut):
-    """Back-to-back weight-stationary tiles with full weight tiles: tile i starts
-    max(M_i, rows) cycles after tile i-1 (M_i cycles once M_i >= rows: no bubble at the weight
-    switch), and each result leaves rows + cols + PSUM_DELAY + 1 cycles after its A row
-    entered (the input register, a cycle per PE row and column, the PE's product registers,
-    and the result buffer)."""
+    """Back-to-back weight-stationary tiles with full weight tiles: a tile starts in the cycle
+    after its first weight row, or once the tile before it has had its M rows; the weights of
+    a tile load once those of the tile before are all in and that tile has started. Tile i
+    thus starts max(M_i, rows) cycles after tile i-1 (M_i cycles once M_i >= rows: no bubble
+    at the weight switch), or sooner after a short tile that left the weights ahead, and each
+    result leaves rows + cols + PSUM_DELAY + 1 cycles after its A row entered (the input
+    register, a cycle per PE row and column, the PE's product registers, and the result
+    buffer)."""
     cfg = load_config()
     rng, n_tiles, max_m = _settings()
     ms = [int(m) for m in rng.integers(1, max_m, size=n_tiles, endpoint=True)]
@@ -196,18 +204,23 @@ async def ws_back_to_back_timing(dut):
     out, a_when, b_when = await bench.run(a_beats, b_beats, sum(ms))
     check(cfg, tiles, out)
 
-    # Expected schedule: tile 0 starts after its weights; the weights of tile i+1 load from
-    # the start of tile i, so tile i lasts max(M_i, rows) cycles.
-    start = [b_when[0] + cfg.rows]
+    # Expected schedule: the weights of tile i load from max(the end of tile i-1's weights,
+    # a cycle after tile i-1 started); tile i starts a cycle after its first weight row, and
+    # not before tile i-1 has had its rows.
+    load, start = [b_when[0]], [b_when[0] + 1]
     for i in range(1, len(ms)):
-        start.append(start[-1] + max(ms[i - 1], cfg.rows))
+        load.append(max(load[-1] + cfg.rows, start[-1] + 1))
+        start.append(max(start[-1] + ms[i - 1], load[-1] + 1))
     firsts = np.cumsum([0] + ms[:-1])
+    got_load = [b_when[i * cfg.rows] for i in range(len(ms))]
+    assert got_load == load, f"weight load cycles {got_load}, expected {load}"
     got_start = [a_when[f] for f in firsts]
     assert got_start == start, f"tile start cycles {got_start}, expected {start}"
     got_out = [out[f][0] for f in firsts]
     want_out = [s + cfg.rows + cfg.cols + ProcessingElement.PSUM_DELAY + 1 for s in start]
     assert got_out == want_out, f"first result cycles {got_out}, expected {want_out}"
     for i, m in enumerate(ms[:-1]):
+        assert start[i + 1] - start[i] <= max(m, cfg.rows)
         if m >= cfg.rows:
             assert start[i + 1] - start[i] == m
     dut._log.info("%d tiles, %d rows in %d cycles", len(ms), sum(ms), out[-1][0] - b_when[0] + 1)

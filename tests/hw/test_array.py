@@ -12,15 +12,17 @@ from sim.tiles import os_tile, ws_tile
 
 
 def run_tiles(cfg, tiles, seed=0, idle=0.0, stall=0.0):
-    """Stream ``(dataflow, A, B)`` tiles through the array; return the result rows with the
-    cycle each was taken in, and the cycles at which A beats were accepted."""
+    """Stream ``(dataflow, A, B)`` tiles through the array, with idle cycles (``idle``) before
+    any beat but inside a WS tile's weights, which come in consecutive cycles; return the
+    result rows with the cycle each was taken in."""
     dut = SystolicArray(cfg)
     rng = np.random.default_rng(seed)
-    a_beats, b_beats = [], []
+    a_beats, b_tiles = [], []
     for flow, a, b in tiles:
         ab, bb = (ws_tile if flow == "ws" else os_tile)(cfg, a, b)
         a_beats += ab
-        b_beats += bb
+        b_tiles.append((flow, bb))
+    b_count = sum(len(bb) for _, bb in b_tiles)
     total = sum(a.shape[0] for _, a, _ in tiles)
     result = {}
 
@@ -28,7 +30,11 @@ def run_tiles(cfg, tiles, seed=0, idle=0.0, stall=0.0):
         await send(ctx, dut.a, a_beats, rng, idle)
 
     async def feed_b(ctx):
-        await send(ctx, dut.b, b_beats, rng, idle)
+        for flow, beats in b_tiles:
+            while rng.random() < idle:
+                ctx.set(dut.b.valid, 0)
+                await ctx.tick()
+            await send(ctx, dut.b, beats, rng, idle if flow == "os" else 0.0)
 
     async def drain(ctx):
         result["rows"], result["when"] = await recv(ctx, dut.c, total, rng, stall)
@@ -38,7 +44,7 @@ def run_tiles(cfg, tiles, seed=0, idle=0.0, stall=0.0):
     sim.add_testbench(feed_a)
     sim.add_testbench(feed_b)
     sim.add_testbench(drain)
-    sim.run_until(1e-6 * (50 * (len(a_beats) + len(b_beats)) + 500))
+    sim.run_until(1e-6 * (50 * (len(a_beats) + b_count) + 500))
     assert "rows" in result, "the array did not return every result row"
     return result["rows"], result["when"]
 

@@ -401,8 +401,10 @@ def test_ws_back_to_back():
 
 
 def test_ws_weights_bound_short_tiles():
-    """WS tiles shorter than the next tile's K: each costs max(M, K of the next tile) cycles,
-    the time its successor's weights take to shift in."""
+    """WS tiles shorter than their weights: a tile's weights load a row per cycle once the
+    weights of the tile before are in and that tile has started; a tile starts in the cycle
+    after its first weight row, once the tile before has had its rows (see
+    :class:`hw.array.SystolicArray`)."""
     cfg = CONFIGS["3x4"]
     rng = np.random.default_rng(5)
     shapes = [(1, 3), (2, 3), (1, 1), (4, 3), (2, 2), (1, 3), (3, 1), (2, 2)]
@@ -410,8 +412,13 @@ def test_ws_weights_bound_short_tiles():
     bench = run_program(cfg, program)
     cycles = [c for c, _ in bench.mac_cycles]
     firsts = [cycles[i] for i in np.cumsum([0] + [m for m, _ in shapes[:-1]])]
-    want = [max(m, k_next) for (m, _), (_, k_next) in zip(shapes, shapes[1:], strict=False)]
-    assert np.diff(firsts).tolist() == want
+    load, start = firsts[0] - 1, firsts[0]
+    want = [start]
+    for m, k in shapes[:-1]:
+        load = max(load + k, start + 1)
+        start = max(start + m, load + 1)
+        want.append(start)
+    assert firsts == want
 
 
 def test_os_back_to_back():

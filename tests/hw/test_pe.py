@@ -9,21 +9,23 @@ from sim.reference import wrap
 
 
 def run_pe(cfg, steps, row=0):
-    """Apply ``steps`` (one per cycle, en high): ``a``/``b`` go to a_i/b_i, and ``psum`` is the
+    """Apply ``steps`` (one per cycle, en high): ``a``/``b``/``w`` go to a_i/b_i/w_i, and
+    ``psum`` is the
     partial sum that meets this step's operands, so it goes to psum_i ``PSUM_DELAY`` cycles
     later (when operands and product have been registered). Returns psum_o after each step,
     plus ``PSUM_DELAY`` more cycles: the result of step k is at index k + PSUM_DELAY."""
     dut = ProcessingElement(cfg, row=row)
     seen = []
     zero_a = {"data": 0, "ws": 0, "os": 0, "first": 0, "last": 0, "drain": 0}
-    zero_b = {"data": 0, "load": 0, "row": 0}
+    zero_w = {"data": 0, "load": 0, "row": 0}
 
     async def bench(ctx):
         ctx.set(dut.en, 1)
         psums = [0] * ProcessingElement.PSUM_DELAY
         for step in steps + [{}] * ProcessingElement.PSUM_DELAY:
             ctx.set(dut.a_i, {**zero_a, **step.get("a", {})})
-            ctx.set(dut.b_i, {**zero_b, **step.get("b", {})})
+            ctx.set(dut.b_i, step.get("b", 0))
+            ctx.set(dut.w_i, {**zero_w, **step.get("w", {})})
             psums.append(step.get("psum", 0))
             ctx.set(dut.psum_i, psums.pop(0))
             await ctx.tick()
@@ -53,26 +55,29 @@ D = ProcessingElement.PSUM_DELAY
     (-128, -128, 2**31 - 16383), (127, -128, -2**31), (-1, 1, -2**31), (0, -128, 5),
 ])
 def test_ws_multiply_add_wraps_at_accumulator_limits(x, w, psum):
-    # the weight enters b_i, is registered, then captured; the first A row switches to it.
-    steps = [{"b": weight(w)}, {}, {"a": ws(x, first=1), "psum": psum}]
+    # the weight is captured from w_i; the first A row, entering in the same cycle, switches
+    # to it.
+    steps = [{"w": weight(w), "a": ws(x, first=1), "psum": psum}]
     out = run_pe(CFG, steps)
-    assert out[2 + D] == int(wrap(psum + x * w, 32))
+    assert out[D] == int(wrap(psum + x * w, 32))
 
 
 def test_ws_captures_only_its_own_row_and_switch_is_per_row():
     steps = [
-        {"b": weight(5, row=1)}, {"b": weight(7, row=0)}, {"b": weight(9, row=1)}, {},
+        {"w": weight(5, row=1)}, {"w": weight(7, row=0)}, {"w": weight(9, row=1)}, {},
         {"a": ws(3, first=1)},                               # switches to the captured 7
-        {"a": ws(2), "psum": 100, "b": weight(-4, row=0)},   # -4 waits for the next switch
+        {"a": ws(2), "psum": 100, "w": weight(-4, row=0)},   # -4 waits for the next switch
         {"a": ws(1, first=1), "psum": 1000},                 # switches to -4 in this row
         {"a": ws(-1), "psum": 1},
+        {"a": ws(6, first=1), "w": weight(8, row=0)},        # 8 offered as it switches
+        {"a": ws(5, first=1), "w": weight(9, row=0)},        # so is 9, a row later
     ]
     out = run_pe(CFG, steps, row=0)
-    assert out[4 + D:8 + D] == [3 * 7, 100 + 2 * 7, 1000 - 4, 1 + 4]
+    assert out[4 + D:10 + D] == [3 * 7, 100 + 2 * 7, 1000 - 4, 1 + 4, 6 * 8, 5 * 9]
 
 
 def os_step(x, y, first=0, last=0, psum=0):
-    return {"a": {"data": x, "os": 1, "first": first, "last": last}, "b": {"data": y},
+    return {"a": {"data": x, "os": 1, "first": first, "last": last}, "b": y,
             "psum": psum}
 
 
@@ -103,6 +108,6 @@ def test_os_without_drain_passes_partial_sums_through():
 
 def test_unsigned_operands():
     cfg = AccelConfig(name="pe_u", in_signed=False)
-    steps = [{"b": weight(255)}, {}, {"a": ws(255, first=1), "psum": 2**31 - 1}]
+    steps = [{"w": weight(255)}, {}, {"a": ws(255, first=1), "psum": 2**31 - 1}]
     out = run_pe(cfg, steps)
     assert out[2 + D] == int(wrap(2**31 - 1 + 255 * 255, 32))
