@@ -65,8 +65,9 @@ class ComputeEngine(wiring.Component):
 
     * the **B feeder** reads the bank-B rows (K of them; none for a WS MATMUL with
       ``keep_weights``) and streams them to the array's ``b`` input. It runs ahead of the A
-      feeder by as much as the array takes: a WS tile's weights shift into the array's second
-      weight buffer while the previous tile computes, and OS rows pair up with their A beats;
+      feeder by as much as the array takes: a WS tile's weights go into the array's second
+      weight buffer while the previous tile computes, one row per cycle from the first to the
+      last as the array requires, and OS rows pair up with their A beats;
     * the **A feeder** reads the bank-A rows (M in WS, K in OS), forces the lanes past K
       (WS) or M (OS) to zero, and streams them to the array's ``a`` input. The first row of a
       tile carries ``first`` (except a WS tile with ``keep_weights``), the last one ``last``,
@@ -80,8 +81,9 @@ class ComputeEngine(wiring.Component):
     Each feeder reads one row ahead: a row read in one cycle is offered to the array from the
     next, and the read port holds it (``en`` low) until the array takes it, so the feeders
     deliver a row every cycle and lose nothing when the array stalls. Back to back, a WS tile
-    therefore costs max(M, K of the next tile) cycles, and OS tiles with K >= M follow each
-    other without a gap while the previous tile's results drain.
+    therefore costs at most max(M, K, 2) cycles (see :class:`~hw.array.SystolicArray`), and OS
+    tiles with K >= M follow each other without a gap while the previous tile's results
+    drain.
 
     A MATMUL retires in the cycle after its last result row is written into the accumulator
     memory (``acc_written``): ``Accumulator.WRITE_LATENCY`` cycles after the accumulator took
