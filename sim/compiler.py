@@ -129,6 +129,7 @@ from hw.isa import (
     out_bytes,
 )
 from sim.assembler import Program, postprocess
+from sim.isa_model import matmul_cycles
 
 __all__ = [
     "ALIGN", "PostOp", "Tiling", "MemoryPlan", "Gemm", "Conv2d",
@@ -981,9 +982,9 @@ class Gemm:
 
     def stats(self):
         """Static counts of the program: instructions per opcode, ``matmul_cycles`` (sum of
-        ``max(m, k)``), ``ideal_cycles`` (``M * K * N / (rows * cols)``), rows loaded and
-        stored, ``result_rows`` (the rows the MATMULs write into the accumulator: ``m`` each),
-        MACs."""
+        :func:`~sim.isa_model.matmul_cycles`), ``ideal_cycles`` (``M * K * N / (rows *
+        cols)``), rows loaded and stored, ``result_rows`` (the rows the MATMULs write into the
+        accumulator: ``m`` each), MACs."""
         out = dict.fromkeys(("instructions", "loads", "matmuls", "stores", "fences",
                              "load_rows", "store_rows", "result_rows", "matmul_cycles",
                              "macs"), 0)
@@ -996,7 +997,7 @@ class Gemm:
             elif op == "MATMUL":
                 out["matmuls"] += 1
                 out["result_rows"] += instr["m"]
-                out["matmul_cycles"] += max(instr["m"], instr["k"])
+                out["matmul_cycles"] += matmul_cycles(instr)
                 out["macs"] += instr["m"] * instr["k"] * instr["n"]
             elif op == "STORE":
                 out["stores"] += 1

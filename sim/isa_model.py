@@ -49,17 +49,26 @@ from hw.isa import (
 )
 from sim.assembler import postprocess
 
-__all__ = ["IsaModel", "ProgramError", "RunStats"]
+__all__ = ["IsaModel", "ProgramError", "RunStats", "matmul_cycles"]
 
 _OUT_DTYPE = {1: "<i1", 2: "<i2", 4: "<i4"}
+
+
+def matmul_cycles(instr):
+    """Cycles a MATMUL (fields as :func:`hw.isa.decode` gives them) takes in the array when
+    tiles run back to back: ``max(m, k)``, its rows or the weight rows it loads; ``m`` for a
+    WS MATMUL that keeps the weights (it loads none)."""
+    if instr["dataflow"] == Dataflow.WS and instr["keep_weights"]:
+        return instr["m"]
+    return max(instr["m"], instr["k"])
 
 
 @dataclasses.dataclass
 class RunStats:
     """What a run executed.
 
-    ``matmul_cycles`` is the sum of ``max(m, k)`` over MATMULs, the compute engine's cost
-    when its tiles run back to back; ``macs`` the sum of ``m * k * n``; ``load_rows`` and
+    ``matmul_cycles`` is the sum of :func:`matmul_cycles` over MATMULs, the compute engine's
+    cost when its tiles run back to back; ``macs`` the sum of ``m * k * n``; ``load_rows`` and
     ``store_rows`` the buffer rows the load engine wrote and the accumulator rows the store
     engine read (table rows of a STORE not counted).
     """
@@ -311,7 +320,7 @@ class IsaModel:
             product = product + self.acc[rows, :n]
         self.acc[rows, :n] = _wrap(product, cfg.acc_width)
         self.stats.matmuls += 1
-        self.stats.matmul_cycles += max(m, k)
+        self.stats.matmul_cycles += matmul_cycles(f)
         self.stats.macs += m * k * n
 
     def _store(self, index, f):

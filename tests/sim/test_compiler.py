@@ -20,7 +20,7 @@ from sim.compiler import (
     im2col,
     plan_memory,
 )
-from sim.isa_model import IsaModel
+from sim.isa_model import IsaModel, matmul_cycles
 from sim.reference import conv2d_reference
 
 WS, OS = Dataflow.WS, Dataflow.OS
@@ -371,8 +371,9 @@ def test_im2col_against_direct_patches():
 
 def timed_run(instrs):
     """Cycles of a program when each queue runs in order at one buffer row per cycle (LOAD,
-    STORE) or ``max(m, k)`` cycles per MATMUL, starting each instruction once its tokens are
-    pushed. Returns the total, each queue's busy cycles and the cycle each queue ends."""
+    STORE) or :func:`~sim.isa_model.matmul_cycles` per MATMUL, starting each instruction once
+    its tokens are pushed. Returns the total, each queue's busy cycles and the cycle each
+    queue ends."""
     clock = dict.fromkeys(Queue, 0)
     busy = dict.fromkeys(Queue, 0)
     pushes = {c: [] for c in CHANNELS.values()}
@@ -388,7 +389,7 @@ def timed_run(instrs):
                 channel = CHANNELS[q, field]
                 start = max(start, pushes[channel][pops[channel]])
                 pops[channel] += 1
-        cost = max(instr["m"], instr["k"]) if q == Queue.COMPUTE else instr["rows"]
+        cost = matmul_cycles(instr) if q == Queue.COMPUTE else instr["rows"]
         clock[q] = start + cost
         busy[q] += cost
         for field in ("push_prev", "push_next"):
