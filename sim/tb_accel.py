@@ -3,9 +3,9 @@
 Knobs (environment): ``TB_SEED``, ``TB_CASES`` (random GEMMs per test), ``TB_MAX_DIM``
 (largest random M, K, N), ``TB_STALL`` (random stall probability on every AXI channel),
 ``TB_TIMING`` (``HBM2_2000``, ``HBM3_6400`` or ``ideal``), ``TB_REFRESH`` (``0``: no HBM
-refresh). The ``gemm_report`` test runs
-the GEMMs of ``TB_GEMMS`` (``MxKxN[:ws|os]`` separated by commas) with bias, ReLU and int8
-requantization and writes a JSON report to ``TB_OUT`` (for ``make demo`` and the benchmark);
+refresh). The ``gemm_report`` test runs the GEMMs of ``TB_GEMMS`` (``MxKxN[:ws|os]``
+separated by commas) with bias, ReLU and int8 requantization and writes a JSON report to
+``TB_OUT`` (for ``make demo`` and the benchmark);
 with ``TB_TRACE`` set, each entry also has the phases of its memory-port activity
 (:func:`sim.axi_trace.phases`).
 """
