@@ -226,7 +226,9 @@ class ReadPort(wiring.Component):
 
 
 class DescriptorFanout(wiring.Component):
-    """Copies each descriptor into ``n`` queues (one per planner), taken when all have room."""
+    """Copies each descriptor into ``n`` queues (one per planner), taken when all have room.
+    The queues read their memory asynchronously (distributed RAM on an FPGA), so a descriptor
+    reaches the planners in the cycle after it is taken."""
 
     def __init__(self, cfg, n, depth=4):
         self._cfg, self._n, self._depth = cfg, n, depth
@@ -237,7 +239,7 @@ class DescriptorFanout(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fifos = [fifo.SyncFIFOBuffered(width=Descriptor(self._cfg).size, depth=self._depth)
+        fifos = [fifo.SyncFIFO(width=Descriptor(self._cfg).size, depth=self._depth)
                  for _ in range(self._n)]
         all_room = Signal()
         m.d.comb += all_room.eq(Cat(f.w_rdy for f in fifos).all())
