@@ -114,8 +114,8 @@ class SystolicArray(wiring.Component):
         # Input control ------------------------------------------------------------------------
 
         pend = Signal()                 # a weight tile has started loading, not switched to
-        loading = Signal()              # its rows are still coming
         w_row = Signal(range(max(R, 2)))
+        loading = w_row != 0            # the rows of that tile are still coming
         drain_left = Signal(range(R + 1))   # result rows of an OS tile still to drain
         drain_row = Signal(range(max(R, 2)))
         draining = Signal()                 # drain_left != 0, kept as a register of its own
@@ -175,7 +175,7 @@ class SystolicArray(wiring.Component):
 
         with m.If(advance):
             with m.If(w_fire):
-                m.d.sync += [w_row.eq(Mux(w_last, 0, w_row + 1)), loading.eq(~w_last)]
+                m.d.sync += w_row.eq(Mux(w_last, 0, w_row + 1))
             with m.If(w_fire & ~loading):       # the first row of a tile (no tile pending)
                 m.d.sync += pend.eq(1)
             with m.Elif(switch):
