@@ -244,7 +244,7 @@ class Controller(wiring.Component):
         queues = {}
         for name in _QUEUES:
             layout = engines[name].instr.payload.shape()
-            q = ResetInserter(flush)(fifo.SyncFIFOBuffered(width=layout.size, depth=QUEUE_DEPTH))
+            q = ResetInserter(flush)(fifo.SyncFIFO(width=layout.size, depth=QUEUE_DEPTH))
             m.submodules[f"{name}_q"] = q
             m.submodules[f"{name}_slice"] = SkidBuffer(layout)
             queues[name] = (q, layout)
@@ -339,7 +339,7 @@ class Controller(wiring.Component):
         index = Signal(32)
         op = word.header.opcode
 
-        # A queue's level counts an entry from the cycle after its write (r_rdy lags more).
+        # A queue's level (and r_rdy) counts an entry from the cycle after its write.
         # Between each queue and its engine, a register slice: the engine's ready does not
         # reach the queue and the token counters in the same cycle.
         slices = {name: m.submodules[f"{name}_slice"] for name in _QUEUES}
@@ -386,7 +386,8 @@ class Controller(wiring.Component):
             e = engines[name]
             head = Signal(layout, name=f"{name}_head")
             m.d.comb += head.eq(q.r_data)
-            ok = Cat(~head.header[bit] | (chans[ch] != 0)
+            # a token given in this cycle counts already
+            ok = Cat(~head.header[bit] | (chans[ch] != 0) | inc[ch]
                      for bit, ch in pops[name].items()).all()
             sl = slices[name]
             wiring.connect(m, sl.o, wiring.flipped(e.instr))

@@ -63,7 +63,7 @@ class Fetcher(wiring.Component):
         S = cfg.stripe_bytes
         m = Module()
         m.submodules.buf = buf = ResetInserter(self.stop)(
-            fifo.SyncFIFOBuffered(width=INSTR_WIDTH, depth=D))
+            fifo.SyncFIFO(width=INSTR_WIDTH, depth=D))
         m.d.comb += [self.word.payload.eq(buf.r_data), self.word.valid.eq(buf.r_rdy),
                      buf.r_en.eq(self.word.ready)]
 
