@@ -42,8 +42,9 @@ class WritePort(wiring.Component):
     axi : Out(AXI4Signature)
         Write channels only; the read channels are idle.
     avail : In
-        Words waiting in front of ``word``; a burst is issued only once all its data is there,
-        so an address never waits for data that may not come.
+        Words waiting in front of ``word`` (or entering its queue in this cycle); a burst is
+        issued, a cycle later, only once all its data is there, so an address never waits for
+        data that may not come.
     stop : In(1)
         Issue no more bursts (bursts already issued still get their data).
     drop : In(1)
@@ -132,7 +133,7 @@ class WritePort(wiring.Component):
         # W: lengths of accepted bursts, in order; a register stage holds each beat stable.
         # With drop, the bursts already issued are completed with empty beats (WSTRB 0), so
         # nothing more is written and every burst still gets its response.
-        m.submodules.lens = lens = fifo.SyncFIFOBuffered(width=8, depth=S)
+        m.submodules.lens = lens = fifo.SyncFIFO(width=8, depth=S)
         m.d.comb += [lens.w_data.eq(axi.awlen), lens.w_en.eq(axi.awvalid & axi.awready)]
         beat = Signal(8)
         w_load = Signal()
@@ -252,7 +253,8 @@ class WriteEngine(wiring.Component):
                     q.w_data.eq(sl.o.payload),
                     q.w_en.eq(sl.o.valid),
                     sl.o.ready.eq(q.w_rdy),
-                    port.avail.eq(q.r_level),
+                    # a word entering the queue counts already: the port decides a cycle on
+                    port.avail.eq(q.r_level + (q.w_en & q.w_rdy)),
                     port.word.payload.eq(q.r_data),
                     port.word.valid.eq(q.r_rdy),
                     q.r_en.eq(port.word.ready),
@@ -320,7 +322,7 @@ class WriteEngine(wiring.Component):
         # Transfers overlap by one: the next starts once the current one has issued every
         # burst and sent its data, while its responses are still out; its status follows
         # when the last of them is in.
-        m.submodules.statuses = statuses = fifo.SyncFIFOBuffered(
+        m.submodules.statuses = statuses = fifo.SyncFIFO(
             width=Status(cfg).size, depth=4)
         status_in = Signal(Status(cfg))
         m.d.comb += [statuses.w_data.eq(status_in),
