@@ -61,17 +61,17 @@ class StoreEngine(wiring.Component):
     Throughput: one accumulator row per ``cfg.post_passes`` cycles (one, unless the
     post-processor has fewer lanes than columns) while the write side takes one stripe per
     cycle; a row costs at least as many cycles as it has destination stripes (one, for a row
-    that lies within one stripe). A STORE adds a cycle for each of its bias and scale reads and one
-    between STOREs. The next STORE is taken in the cycle after the previous one's last row
-    is read; up to ``depth`` STOREs are in flight (read, post-processed, written, or waiting
-    for their write status), and their descriptors queue in front of the write engine, which
-    starts each one once the previous one's bursts are issued. A register in front of the
-    post-processor takes each row off the accumulator's read port, so the post-processor's
-    arithmetic starts from registers, not from a block RAM's output. The read,
-    post-processing and packing stages advance together; a :class:`~hw.skid.SkidBuffer` after
-    the packer keeps ``wr_data.ready`` from reaching ``acc_read.en`` in the same cycle, and
-    another after the realigner keeps it (and the write engine's ``cancel`` logic behind it)
-    from reaching the realigner's state.
+    that lies within one stripe). A STORE adds a cycle for each of its bias and scale
+    reads. The next STORE is taken, and its first row (or bias or scale row) read, in the
+    cycle after the previous one's last row is read; up to ``depth`` STOREs are in flight
+    (read, post-processed, written, or waiting for their write status), and their
+    descriptors queue in front of the write engine, which starts each one once the previous
+    one's bursts are issued. A register in front of the post-processor takes each row off
+    the accumulator's read port, so the post-processor's arithmetic starts from registers,
+    not from a block RAM's output. The read, post-processing and packing stages advance
+    together; a :class:`~hw.skid.SkidBuffer` after the packer keeps ``wr_data.ready`` from
+    reaching ``acc_read.en`` in the same cycle, and another after the realigner keeps it
+    (and the write engine's ``cancel`` logic behind it) from reaching the realigner's state.
 
     A STORE retires when its write status is OKAY (every write response came back OKAY). A
     status with an error response, or ``aborted`` or ``invalid``, pulses ``error`` (code
@@ -206,42 +206,53 @@ class StoreEngine(wiring.Component):
 
         move = got & (~row_valid | post.i.ready)
         held = got & ~move
+        # The first read of a STORE goes out in the cycle it is taken, from the instruction;
+        # the later ones from the registers it leaves.
+        idle = phase == _Phase.IDLE
+        first = Mux(body.bias, _Phase.BIAS, Mux(body.per_column, _Phase.SCALE, _Phase.ROWS))
+        new_op = Signal(PostOpLayout())
+        m.d.comb += new_op.eq(body.as_value()[:PostOpLayout().size])
+        cur_phase = Signal(_Phase)
+        cur_op = Signal(PostOpLayout())
+        cur_raddr = Signal.like(raddr)
+        cur_left = Signal.like(left)
+        m.d.comb += [
+            cur_phase.eq(Mux(idle, first, phase)),
+            cur_op.eq(Mux(idle, new_op, op)),
+            cur_raddr.eq(Mux(idle, body.acc_addr, raddr)),
+            cur_left.eq(Mux(idle, body.rows, left)),
+        ]
         issue = Signal()
         m.d.comb += [
-            issue.eq((phase != _Phase.IDLE) & ~held & ~abort),
+            issue.eq((~idle | take) & ~held & ~abort),
             self.acc_read.en.eq(issue),
         ]
-        with m.Switch(phase):
+        with m.Switch(cur_phase):
             with m.Case(_Phase.BIAS):
-                m.d.comb += self.acc_read.addr.eq(bias_addr)
+                m.d.comb += self.acc_read.addr.eq(Mux(idle, body.bias_addr, bias_addr))
             with m.Case(_Phase.SCALE):
-                m.d.comb += self.acc_read.addr.eq(scale_addr)
+                m.d.comb += self.acc_read.addr.eq(Mux(idle, body.scale_addr, scale_addr))
             with m.Default():
-                m.d.comb += self.acc_read.addr.eq(raddr)
+                m.d.comb += self.acc_read.addr.eq(cur_raddr)
 
         with m.If(~held):
-            m.d.sync += [got.eq(issue), got_phase.eq(phase),
-                         got_last.eq((phase == _Phase.ROWS) & (left == 1))]
+            m.d.sync += [got.eq(issue), got_phase.eq(cur_phase),
+                         got_last.eq((cur_phase == _Phase.ROWS) & (cur_left == 1))]
+        with m.If(take):
+            m.d.sync += [op.eq(new_op), bias_addr.eq(body.bias_addr),
+                         scale_addr.eq(body.scale_addr)]
         with m.If(issue):
-            m.d.sync += got_op.eq(op)
-            with m.Switch(phase):
+            m.d.sync += [got_op.eq(cur_op), raddr.eq(cur_raddr), left.eq(cur_left)]
+            with m.Switch(cur_phase):
                 with m.Case(_Phase.BIAS):
-                    m.d.sync += phase.eq(Mux(op.per_column, _Phase.SCALE, _Phase.ROWS))
+                    m.d.sync += phase.eq(Mux(cur_op.per_column, _Phase.SCALE, _Phase.ROWS))
                 with m.Case(_Phase.SCALE):
                     m.d.sync += phase.eq(_Phase.ROWS)
                 with m.Case(_Phase.ROWS):
-                    m.d.sync += [raddr.eq(raddr + 1), left.eq(left - 1)]
-                    with m.If(left == 1):
-                        m.d.sync += phase.eq(_Phase.IDLE)
-        with m.If(take):
-            new_op = body.as_value()[:PostOpLayout().size]
-            m.d.sync += [
-                op.eq(new_op),
-                raddr.eq(body.acc_addr), left.eq(body.rows),
-                bias_addr.eq(body.bias_addr), scale_addr.eq(body.scale_addr),
-                phase.eq(Mux(body.bias, _Phase.BIAS,
-                             Mux(body.per_column, _Phase.SCALE, _Phase.ROWS))),
-            ]
+                    m.d.sync += [raddr.eq(cur_raddr + 1), left.eq(cur_left - 1),
+                                 phase.eq(Mux(cur_left == 1, _Phase.IDLE, _Phase.ROWS))]
+        with m.Elif(take):
+            m.d.sync += [phase.eq(first), raddr.eq(body.acc_addr), left.eq(body.rows)]
         with m.If(post.i.ready):
             m.d.sync += row_valid.eq(0)
         with m.If(move):

@@ -453,9 +453,9 @@ def test_one_row_per_cycle():
     start = run.accepted()[0]
     assert len(reads) == n + 2 and reads[-1] - reads[0] == n + 1, reads   # bias, scale, rows
     assert len(taken) == n and taken[-1] - taken[0] == n - 1, taken
-    # the take, bias and scale reads, the row read, the register in front of the
-    # post-processor, post-processor, packer, skid buffer, realigner, output skid buffer
-    bound = 1 + 2 + 1 + 1 + PostProcessor.LATENCY + 1 + 1 + 1 + 1
+    # the take with the bias read, the scale read, the row read, the register in front of
+    # the post-processor, post-processor, packer, skid buffer, realigner, output skid buffer
+    bound = 2 + 1 + 1 + PostProcessor.LATENCY + 1 + 1 + 1 + 1
     assert taken[0] - start <= bound, f"first stripe {taken[0] - start} cycles after the STORE"
 
 
@@ -470,10 +470,11 @@ def test_consecutive_stores_overlap():
     check_all_retired(run)
     taken = np.flatnonzero(run.column("data") & run.column("data_ready"))
     gaps = np.diff(taken)
-    # between the rows of two STOREs the reads leave three cycles (the next STORE is taken,
-    # its bias and scale rows are read), the model two (status, then descriptor); waiting for
-    # the previous STORE to leave the pipeline would leave eight or more
-    assert len(taken) == 24 and max(gaps) <= 4, gaps
+    # between the rows of two STOREs the reads leave two cycles (the next STORE is taken
+    # with its bias read, then its scale row is read), the model two (status, then
+    # descriptor); waiting for the previous STORE to leave the pipeline would leave eight or
+    # more
+    assert len(taken) == 24 and max(gaps) <= 3, gaps
     taken_at = run.accepted()
     ends = taken[5::6]
     assert all(taken_at[k + 1] < ends[k] for k in range(3)), (taken_at, ends)
