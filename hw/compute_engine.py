@@ -85,10 +85,10 @@ class ComputeEngine(wiring.Component):
     tiles with K >= M follow each other without a gap while the previous tile's results
     drain.
 
-    A MATMUL retires in the cycle after its last result row is written into the accumulator
-    memory (``acc_written``): ``Accumulator.WRITE_LATENCY`` cycles after the accumulator took
-    the row, or later if a LOAD held the accumulator's pipeline. Its scratchpad reads finished
-    before its results left the array.
+    A MATMUL retires in the cycle its last result row is written into the accumulator memory
+    (``acc_written``; a read from the next cycle on sees it): ``Accumulator.WRITE_LATENCY - 1``
+    cycles after the accumulator took the row, or later if a LOAD held the accumulator's
+    pipeline. Its scratchpad reads finished before its results left the array.
 
     Up to ``depth`` MATMULs are in flight (accepted and not yet retired). While ``abort`` is
     high, instructions are taken and dropped and nothing retires; those already accepted run
@@ -281,29 +281,26 @@ class ComputeEngine(wiring.Component):
 
         # Retire: the accumulator writes the rows it took in order and says when. For each row
         # it has taken and not yet written, a queue holds whether the row ends a tile and the
-        # tokens that tile gives; the MATMUL retires in the cycle after its last row leaves.
-        # A cycle starts with at most one row per pipeline stage, WRITE_LATENCY - 1, so the
-        # queue always has room.
+        # tokens that tile gives; the MATMUL retires in the cycle its last row is written
+        # (readable from the next). A cycle starts with at most one row per pipeline stage,
+        # WRITE_LATENCY - 1, so the queue always has room.
         retire_row = data.StructLayout({"last": 1, "push": RetireLayout()})
         m.submodules.in_acc = in_acc = fifo.SyncFIFO(width=retire_row.size,
                                                      depth=Accumulator.WRITE_LATENCY)
         row_in, row_out = retire_row(in_acc.w_data), retire_row(in_acc.r_data)
-        retiring = Signal()
         m.d.comb += [
             in_acc.w_en.eq(c_fire),
             row_in.last.eq(array.c.payload.last),
             row_in.push.push_prev.eq(c_head.push_prev),
             row_in.push.push_next.eq(c_head.push_next),
             in_acc.r_en.eq(self.acc_written),
+            self.retire.payload.eq(row_out.push),
+            self.retire.valid.eq(self.acc_written & row_out.last & ~self.abort),
         ]
-        m.d.sync += retiring.eq(self.acc_written & row_out.last)
-        with m.If(self.acc_written):
-            m.d.sync += self.retire.payload.eq(row_out.push)
-        m.d.comb += self.retire.valid.eq(retiring & ~self.abort)
 
         m.d.comb += [
             self.error.valid.eq(0),
-            self.busy.eq(c_jobs.r_rdy | in_acc.r_rdy | retiring),
+            self.busy.eq(c_jobs.r_rdy | in_acc.r_rdy),
             self.stall.eq(self.busy & ~a_fire),
         ]
         return m

@@ -6,7 +6,8 @@ An engine runs its instructions in order and may accept the next one before the 
 has finished, so that consecutive instructions overlap.
 
 ``retire`` pulses once per instruction, in order, when everything the instruction wrote is
-visible to the other engines (a LOAD's buffer rows are written; a MATMUL has read its
+visible to the other engines from the next cycle on, when they can first act on it (a LOAD's
+buffer rows are written, the last of them in this cycle at the latest; a MATMUL has read its
 scratchpad rows and its result rows are in the accumulator memory; a STORE has read its
 accumulator rows and every write response has come back OKAY). The controller then gives the
 tokens of ``push_prev`` and ``push_next``.

@@ -335,7 +335,8 @@ class LoadEngine(wiring.Component):
         ]
 
         # Retire: statuses come in order; an OKAY one is taken once its LOAD's rows are
-        # written, a failed one at once.
+        # written (in the cycle of its last row's write at the earliest: the row is in the
+        # buffer for any read that the retirement allows), a failed one at once.
         written = Signal(range(D + 1))         # LOADs written, status not yet taken
         status = self.rd_status.payload
         failed = (status.resp != Resp.OKAY) | status.aborted | status.invalid
@@ -343,7 +344,8 @@ class LoadEngine(wiring.Component):
         done = Signal()
         m.d.comb += [
             ticket.eq(tickets.r_data),
-            self.rd_status.ready.eq(tickets.r_rdy & (flush | failed | (written != 0))),
+            self.rd_status.ready.eq(tickets.r_rdy & (flush | failed | (written != 0) |
+                                                     (write & wr_last))),
             done.eq(self.rd_status.valid & self.rd_status.ready),
             tickets.r_en.eq(done),
             self.retire.valid.eq(done & ~flush & ~failed),

@@ -169,7 +169,9 @@ class Bench:
       ``busy`` without an A row taken (``macs`` is non-zero exactly when the array takes one);
     * instructions offered during ``abort`` are taken at once, and nothing retires then;
     * with ``check_retire``, the last result row of each retiring MATMUL is visible to an
-      accumulator read issued in the cycle it retires (the model's value after it).
+      accumulator read issued in the cycle after it retires (the model's value after it),
+      the first in which the controller can hand an instruction that waited for it to an
+      engine.
     """
 
     LIMIT = 20000
@@ -219,7 +221,9 @@ class Bench:
     async def monitor(self, ctx):
         eng, acc = self.dut.engine, self.dut.accum
         store = acc.store
-        cycle, pending, owed = 0, None, 0     # owed: accepted, not retired, not flushed
+        cycle, owed = 0, 0                    # owed: accepted, not retired, not flushed
+        # retired instructions whose read goes out in the next cycle, then is checked
+        reading, pending = None, None
         async for (_, _, iv, ir, abort, rv, rp, busy, stall, macs, av, ar, data) in \
                 ctx.tick().sample(eng.instr.valid, eng.instr.ready, eng.abort,
                                   eng.retire.valid, eng.retire.payload, eng.busy, eng.stall,
@@ -229,7 +233,11 @@ class Bench:
                 got = [data[j] for j in range(self.cfg.cols)]
                 assert got == want, f"instruction {pending}: last row {got} at retire, not {want}"
                 self.checked += 1
-                pending = None
+            # the read issued in the last cycle shows now; the one issued in this cycle was
+            # set up in the last
+            pending, reading = reading, None
+            if pending is not None and pending + 1 < len(self.expect_last):
+                ctx.set(store.addr, self.expect_last[pending + 1][0])
             if abort and not busy:
                 owed = 0
             if owed:
@@ -250,9 +258,7 @@ class Bench:
                 self.retire_cycles.append(cycle)
                 owed -= 1
                 if self.check_retire:
-                    pending = len(self.retired) - 1
-                    if pending + 1 < len(self.expect_last):
-                        ctx.set(store.addr, self.expect_last[pending + 1][0])
+                    reading = len(self.retired) - 1
             cycle += 1
             assert cycle < self.LIMIT, f"the bench did not finish in {self.LIMIT} cycles"
 
@@ -374,15 +380,15 @@ def test_sizes_of_one_back_to_back():
 def streaming_run(cfg, program):
     """Run ``program`` without gaps or stalls; return the bench, after checking that the
     array took one A row per cycle from the first row of the first tile to the last row of
-    the last, and that each MATMUL retired ``Accumulator.WRITE_LATENCY`` cycles after the
-    accumulator took its last result row."""
+    the last, and that each MATMUL retired in the cycle the accumulator wrote its last result
+    row, ``Accumulator.WRITE_LATENCY - 1`` cycles after taking it."""
     bench = run_program(cfg, program)
     cycles = [c for c, _ in bench.mac_cycles]
     rows = sum(f["m"] if f["dataflow"] == Dataflow.WS else f["k"] for f in program)
     assert len(cycles) == rows
     assert cycles == list(range(cycles[0], cycles[0] + rows)), f"A rows taken in {cycles}"
     ends = np.cumsum([f["m"] for f in program]) - 1
-    assert bench.retire_cycles == [bench.acc_cycles[e] + Accumulator.WRITE_LATENCY
+    assert bench.retire_cycles == [bench.acc_cycles[e] + Accumulator.WRITE_LATENCY - 1
                                    for e in ends]
     return bench, cycles
 
