@@ -192,13 +192,32 @@ class ReadPort(wiring.Component):
         m.d.sync += [head_len.eq(slot_len[head]), moved.eq(freed),
                      next_len.eq(slot_len[after_head])]
         length = Mux(moved, next_len, head_len)
+        # An OKAY beat that arrives as the head slot's next one, with no earlier beat waiting,
+        # goes out in the next cycle from a register of its own instead of through the
+        # buffer; not while the head slot's length (registered above) may predate its burst,
+        # which a memory answering in the cycle after AR would allow. Error beats keep the
+        # buffer's latency, which the merge's stop at the failing transfer counts on.
+        free_out = ~self.word.valid | self.word.ready
+        we_d, at_d = Signal(), Signal(range(S))
+        m.d.sync += [we_d.eq(slot_we), at_d.eq(slot_at)]
+        settled = ~(slot_we & (slot_at == head)) & ~(we_d & (at_d == head))
+        bypass = Signal()
+        bypassed = Signal()                 # the word on offer came from the bypass register
+        direct = Signal(cfg.port_width)
         m.d.comb += [
-            take.eq(has.bit_select(head_id, 1) & (~self.word.valid | self.word.ready)),
+            bypass.eq(axi.rvalid & (axi.rresp == Resp.OKAY) & (slot == head) &
+                      (beat == head_beat) & ~has.bit_select(head_id, 1) & free_out & settled),
+            take.eq(has.bit_select(head_id, 1) & free_out | bypass),
             rd.addr.eq(head * B + head_beat),
-            rd.en.eq(take),
+            rd.en.eq(take & ~bypass),
         ]
+        with m.If(take):
+            m.d.sync += bypassed.eq(bypass)
+        with m.If(bypass):
+            m.d.sync += direct.eq(axi.rdata)
+        data_out = Mux(bypassed, direct, rd.data)
         if cfg.segment_words == 1:
-            m.d.comb += self.word.payload.eq(rd.data)
+            m.d.comb += self.word.payload.eq(data_out)
         else:
             k, lk = cfg.segment_words, _log2(cfg.segment_words)
             slot_last = Array(Signal(name=f"slot_last{i}") for i in range(S))
@@ -206,7 +225,7 @@ class ReadPort(wiring.Component):
                 m.d.sync += slot_last[slot_at].eq(ar_last)
             pos = Signal(lk)
             end = Signal()
-            m.d.comb += [self.word.payload.data.eq(rd.data), self.word.payload.pos.eq(pos),
+            m.d.comb += [self.word.payload.data.eq(data_out), self.word.payload.pos.eq(pos),
                          self.word.payload.end.eq(end)]
             with m.If(take):
                 row_end = (head_beat == length) & slot_last[head]
