@@ -32,11 +32,11 @@ class ReadArbiter(wiring.Component):
     failed, was aborted or was invalid) advances both. Each requester then sees exactly the
     beats and the status of its own transfers, in order: a status is offered only once every
     beat of its transfer has been taken, however early the engine has it ready. Beats reach
-    the requesters through a :class:`~hw.skid.SkidBuffer` (a cycle later), so a requester's
-    ready never reaches the engine in the same cycle. At most ``depth`` transfers are in
-    flight. After a failed status shows up, no descriptor is granted until every queued
-    status is taken, so no beat of a later transfer can reach a requester whose transfer
-    failed (requesters take statuses as they come).
+    the requesters through a fall-through :class:`~hw.skid.SkidBuffer` (in the same cycle),
+    so a requester's ready never reaches the engine in the same cycle. At most ``depth``
+    transfers are in flight. After a failed status shows up, no descriptor is granted until
+    every queued status is taken, so no beat of a later transfer can reach a requester whose
+    transfer failed (requesters take statuses as they come).
 
     Members
     -------
@@ -106,7 +106,7 @@ class ReadArbiter(wiring.Component):
         # end beat: its status waits until neither the engine nor the skid buffer holds any
         # of its beats. The beats pass through the skid buffer so that a requester's ready
         # does not reach the engine in the same cycle.
-        m.submodules.beats = beats = SkidBuffer(Beat(self._cfg))
+        m.submodules.beats = beats = SkidBuffer(Beat(self._cfg), latency=0)
         wiring.connect(m, wiring.flipped(eng.data), beats.i)
         ends = Signal(range(depth + 1))     # end beats delivered whose status is not taken
         beat_ok = data_q.r_rdy

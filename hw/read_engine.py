@@ -69,7 +69,7 @@ class ReadPort(wiring.Component):
         Bursts issued whose last beat has not arrived.
     resp, err_addr, err_tag : Out
         First non-OKAY response and its transfer (a cycle after the beat), and the port
-        address of its beat (a cycle later).
+        address of its beat (a cycle later). No word of that burst leaves the port.
     """
 
     def __init__(self, cfg):
@@ -207,7 +207,10 @@ class ReadPort(wiring.Component):
         m.d.comb += [
             bypass.eq(axi.rvalid & (axi.rresp == Resp.OKAY) & (slot == head) &
                       (beat == head_beat) & ~has.bit_select(head_id, 1) & free_out & settled),
-            take.eq(has.bit_select(head_id, 1) & free_out | bypass),
+            # the burst of the first error is held back: the merge stops at its transfer
+            # (from registers, a cycle after the error is reported) before any of its words
+            take.eq(has.bit_select(head_id, 1) & free_out & ~(caught & (head == caught_slot)) |
+                    bypass),
             rd.addr.eq(head * B + head_beat),
             rd.en.eq(take & ~bypass),
         ]
@@ -344,15 +347,16 @@ class ReadEngine(wiring.Component):
                 planner.desc.valid.eq(q.valid & ~q_invalid),
                 q.ready.eq(planner.desc.ready | q_invalid),
             ]
-            skid = m.submodules[f"bursts{p}"] = reset(SkidBuffer(BurstRequest(cfg)))
+            # the port's ready reaches the planner a cycle later
+            skid = m.submodules[f"bursts{p}"] = reset(SkidBuffer(BurstRequest(cfg), latency=0))
             wiring.connect(m, planner.burst, skid.i)
             wiring.connect(m, skid.o, port.burst)
             wiring.connect(m, port.axi, wiring.flipped(getattr(self, f"m_axi_hbm{p}")))
             ports.append(port)
             skids.append(skid)
-            # a register slice, so that the merge's decision does not reach into the port
+            # a fall-through slice, so that the merge's decision does not reach into the port
             words = m.submodules[f"words{p}"] = reset(SkidBuffer(
-                TaggedWord(cfg) if k > 1 else cfg.port_width))
+                TaggedWord(cfg) if k > 1 else cfg.port_width, latency=0))
             wiring.connect(m, port.word, words.i)
             if k > 1:
                 gather = m.submodules[f"gather{p}"] = reset(SegmentGather(cfg))
@@ -380,7 +384,7 @@ class ReadEngine(wiring.Component):
         head = Signal(TAG_BITS)         # the transfer the merge is working on
         err_tag = Signal(TAG_BITS)
         # The merge has reached the failing transfer: from registers, a cycle after a port
-        # reports the error; the words slice keeps that port's later words a cycle behind.
+        # reports the error; the port holds back the words of the failing burst.
         at_failure = Signal()
         # Segment i of a stripe (lanes i*k to i*k + k - 1) comes from port (port + i) % N.
         plan = beats.plan
