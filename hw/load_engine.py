@@ -57,8 +57,8 @@ class LoadEngine(wiring.Component):
     the buffer rows are cut out of its stripes: ``stripe_bytes / row_bytes`` rows per stripe,
     or ``row_bytes / stripe_bytes`` stripes per row. Otherwise the descriptor has one row per
     memory row. The read data goes through a :class:`~hw.realign.Realigner` that starts every
-    descriptor row at byte 0 of a stripe, then a :class:`~hw.skid.SkidBuffer`; rows wider than
-    a stripe are assembled from several.
+    descriptor row at byte 0 of a stripe, then a fall-through :class:`~hw.skid.SkidBuffer`;
+    rows wider than a stripe are assembled from several.
 
     Up to ``depth`` LOADs have their descriptors issued ahead of the one being written (the
     read engine answers in order), and a buffer row is written in every cycle in which the
@@ -213,12 +213,12 @@ class LoadEngine(wiring.Component):
         ]
 
         # Cut: buffer rows out of the aligned stripes, one row per cycle, or up to load_rows
-        # rows of a packed stripe into the scratchpad. The stripes come through a skid buffer,
-        # so the cut's row arithmetic behind its ready does not reach the realigner's state in
-        # the same cycle.
+        # rows of a packed stripe into the scratchpad. The stripes come through a fall-through
+        # skid buffer, so the cut's row arithmetic behind its ready does not reach the
+        # realigner's state in the same cycle.
         job = Signal(_Job(cfg))
         m.d.comb += job.eq(jobs.r_data)
-        m.submodules.stripes = stripes = ResetInserter(flush)(SkidBuffer(Beat(cfg)))
+        m.submodules.stripes = stripes = ResetInserter(flush)(SkidBuffer(Beat(cfg), latency=0))
         wiring.connect(m, realign.o, stripes.i)
         o = stripes.o
         cur = o.payload.data

@@ -69,9 +69,10 @@ class StoreEngine(wiring.Component):
     one's bursts are issued. A register in front of the post-processor takes each row off
     the accumulator's read port, so the post-processor's arithmetic starts from registers,
     not from a block RAM's output. The read, post-processing and packing stages advance
-    together; a :class:`~hw.skid.SkidBuffer` after the packer keeps ``wr_data.ready`` from
-    reaching ``acc_read.en`` in the same cycle, and another after the realigner keeps it
-    (and the write engine's ``cancel`` logic behind it) from reaching the realigner's state.
+    together; a fall-through :class:`~hw.skid.SkidBuffer` after the packer keeps
+    ``wr_data.ready`` from reaching ``acc_read.en`` in the same cycle, and another after the
+    realigner keeps it (and the write engine's ``cancel`` logic behind it) from reaching the
+    realigner's state.
 
     A STORE retires when its write status is OKAY (every write response came back OKAY). A
     status with an error response, or ``aborted`` or ``invalid``, pulses ``error`` (code
@@ -143,9 +144,9 @@ class StoreEngine(wiring.Component):
         flush = ResetInserter(abort)
         m.submodules.post = post = flush(PostProcessor(cfg))
         m.submodules.pack = pack = flush(Packer(cfg))
-        m.submodules.skid = skid = flush(SkidBuffer(PackedRowLayout(cfg)))
+        m.submodules.skid = skid = flush(SkidBuffer(PackedRowLayout(cfg), latency=0))
         m.submodules.align = align = flush(Realigner(cfg))
-        m.submodules.out = out = flush(SkidBuffer(align.o.payload.shape()))
+        m.submodules.out = out = flush(SkidBuffer(align.o.payload.shape(), latency=0))
         # Regions and tickets are kept through an abort: every STORE taken gets its status.
         m.submodules.regions = regions = fifo.SyncFIFOBuffered(
             width=_Region(cfg).size, depth=self._depth)
