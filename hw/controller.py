@@ -352,9 +352,11 @@ class Controller(wiring.Component):
         was_idle, took = Signal(), Signal()
         m.d.sync += [was_idle.eq(idle), took.eq(take)]
         dispatch = {"load": Opcode.LOAD, "compute": Opcode.MATMUL, "store": Opcode.STORE}
+        entries, writing = {}, {}
         for name in dispatch:
             q, layout = queues[name]
-            entry = Signal(layout, name=f"{name}_entry")
+            entry = entries[name] = Signal(layout, name=f"{name}_entry")
+            writing[name] = Signal(name=f"{name}_writing")
             m.d.comb += [entry.header.eq(word.header), entry.index.eq(index),
                          entry.body.eq(word.body[_BODY[name]]), q.w_data.eq(entry)]
         with m.If(running & word_valid & accept):
@@ -362,7 +364,7 @@ class Controller(wiring.Component):
                 for name, opcode in dispatch.items():
                     q, _ = queues[name]
                     with m.Case(opcode):
-                        m.d.comb += [q.w_en.eq(q.w_rdy), take.eq(q.w_rdy)]
+                        m.d.comb += [writing[name].eq(q.w_rdy), take.eq(q.w_rdy)]
                 with m.Case(Opcode.FENCE, Opcode.END):
                     m.d.comb += take.eq(was_idle & ~took)
         with m.If(take):
@@ -384,17 +386,23 @@ class Controller(wiring.Component):
         for name in _QUEUES:
             q, layout = queues[name]
             e = engines[name]
+            # The head: the queue's, or the instruction decode dispatches to an empty queue,
+            # which goes on in the same cycle if it may (and is only written if not).
             head = Signal(layout, name=f"{name}_head")
-            m.d.comb += head.eq(q.r_data)
+            m.d.comb += head.eq(Mux(q.r_rdy, q.r_data, entries[name]))
             # a token given in this cycle counts already
             ok = Cat(~head.header[bit] | (chans[ch] != 0) | inc[ch]
                      for bit, ch in pops[name].items()).all()
             sl = slices[name]
+            went = sl.i.valid & sl.i.ready
             wiring.connect(m, sl.o, wiring.flipped(e.instr))
-            m.d.comb += [sl.i.payload.eq(head), sl.i.valid.eq(q.r_rdy & ok & running),
-                         q.r_en.eq(sl.i.valid & sl.i.ready), e.abort.eq(aborting)]
+            m.d.comb += [sl.i.payload.eq(head),
+                         sl.i.valid.eq((q.r_rdy | writing[name]) & ok & running),
+                         q.r_en.eq(went & q.r_rdy),
+                         q.w_en.eq(writing[name] & (q.r_rdy | ~went)),
+                         e.abort.eq(aborting)]
             for bit, ch in pops[name].items():
-                m.d.comb += dec[ch].eq(q.r_en & head.header[bit])
+                m.d.comb += dec[ch].eq(went & head.header[bit])
             for bit, ch in pushes[name].items():
                 m.d.comb += inc[ch].eq(e.retire.valid & e.retire.payload[bit])
             waits[name] = (q.r_rdy & ~ok, head.index)

@@ -18,7 +18,8 @@ class Fetcher(wiring.Component):
     Reads go out in chunks of up to ``chunk`` instructions, one read descriptor each (at most
     one every three cycles), and only while the buffer has room for every word in flight, so
     the read engine never waits on a full buffer (a LOAD sharing the engine is never blocked
-    behind instruction data). Words leave on ``word`` in program order.
+    behind instruction data). Words leave on ``word`` in program order; one that arrives at
+    an empty buffer is offered in the same cycle.
 
     ``prog_addr`` must be a multiple of ``INSTR_BYTES`` (the controller checks it). A read
     error pulses ``error`` (FETCH_ERROR, with the failing word's index and address). While
@@ -64,8 +65,6 @@ class Fetcher(wiring.Component):
         m = Module()
         m.submodules.buf = buf = ResetInserter(self.stop)(
             fifo.SyncFIFO(width=INSTR_WIDTH, depth=D))
-        m.d.comb += [self.word.payload.eq(buf.r_data), self.word.valid.eq(buf.r_rdy),
-                     buf.r_en.eq(self.word.ready)]
 
         base = Signal(cfg.addr_width)
         next_addr = Signal(cfg.addr_width)
@@ -128,7 +127,13 @@ class Fetcher(wiring.Component):
                         m.d.sync += held.word_select(k, 8 * S).eq(beat.data)
             m.d.comb += [self.rd.data.ready.eq(go),
                          word_in.eq(go & last_part & ~self.stop)]
-        m.d.comb += buf.w_en.eq(word_in)
+        # A word arriving at an empty buffer is offered at once, and kept only if not taken.
+        m.d.comb += [
+            self.word.valid.eq(buf.r_rdy | word_in),
+            self.word.payload.eq(Mux(buf.r_rdy, buf.r_data, buf.w_data)),
+            buf.r_en.eq(self.word.ready),
+            buf.w_en.eq(word_in & (buf.r_rdy | ~self.word.ready)),
+        ]
 
         # Statuses ------------------------------------------------------------------------------
         st = self.rd.status.payload
