@@ -132,15 +132,23 @@ class WritePort(wiring.Component):
             m.d.sync += slot_addr[slot_at].eq(axi.awaddr)
 
         # W: lengths of accepted bursts, in order; a register stage holds each beat stable.
+        # The length of a burst accepted while none waits is used in its own cycle (its first
+        # beat then goes out in the next), and only queued if it has more beats.
         # With drop, the bursts already issued are completed with empty beats (WSTRB 0), so
         # nothing more is written and every burst still gets its response.
         m.submodules.lens = lens = fifo.SyncFIFO(width=8, depth=S)
-        m.d.comb += [lens.w_data.eq(axi.awlen), lens.w_en.eq(axi.awvalid & axi.awready)]
+        accepted = axi.awvalid & axi.awready
+        has_len = lens.r_rdy | accepted
+        cur_len = Mux(lens.r_rdy, lens.r_data, axi.awlen)
         beat = Signal(8)
         w_load = Signal()
+        ends = w_load & (beat == cur_len)
         m.d.comb += [
-            w_load.eq((~axi.wvalid | axi.wready) & lens.r_rdy & (self.word.valid | self.drop)),
+            w_load.eq((~axi.wvalid | axi.wready) & has_len & (self.word.valid | self.drop)),
             self.word.ready.eq(w_load & ~self.drop),
+            lens.w_data.eq(axi.awlen),
+            lens.w_en.eq(accepted & (lens.r_rdy | ~ends)),
+            lens.r_en.eq(ends & lens.r_rdy),
         ]
         with m.If(axi.wvalid & axi.wready):
             m.d.sync += axi.wvalid.eq(0)
@@ -149,13 +157,9 @@ class WritePort(wiring.Component):
                 axi.wvalid.eq(1),
                 axi.wdata.eq(self.word.payload.data),
                 axi.wstrb.eq(Mux(self.drop, 0, self.word.payload.strb)),
-                axi.wlast.eq(beat == lens.r_data),
+                axi.wlast.eq(beat == cur_len),
+                beat.eq(Mux(beat == cur_len, 0, beat + 1)),
             ]
-            with m.If(beat == lens.r_data):
-                m.d.sync += beat.eq(0)
-                m.d.comb += lens.r_en.eq(1)
-            with m.Else():
-                m.d.sync += beat.eq(beat + 1)
 
         # B: one ID, so responses come in issue order, slot after slot.
         slot = Signal(range(S))
