@@ -78,7 +78,8 @@ class ComputeEngine(wiring.Component):
       accumulator's ``acc`` input. The array returns its results in tile order, so the jobs of
       this queue follow it.
 
-    Each feeder reads one row ahead: a row read in one cycle is offered to the array from the
+    A feeder whose queue is empty starts on a job in the cycle its MATMUL is accepted. Each
+    feeder reads one row ahead: a row read in one cycle is offered to the array from the
     next, and the read port holds it (``en`` low) until the array takes it, so the feeders
     deliver a row every cycle and lose nothing when the array stalls. Back to back, a WS tile
     therefore costs at most max(M, K, 2) cycles (see :class:`~hw.array.SystolicArray`), and OS
@@ -185,8 +186,6 @@ class ComputeEngine(wiring.Component):
         m.d.comb += [
             self.instr.ready.eq(self.abort | c_jobs.w_rdy),
             accept.eq(self.instr.valid & ~self.abort & c_jobs.w_rdy),
-            a_jobs.w_en.eq(accept),
-            b_jobs.w_en.eq(accept & ~(ws & op.keep_weights)),
             c_jobs.w_en.eq(accept),
         ]
         a_new = a_job(a_jobs.w_data)
@@ -210,16 +209,26 @@ class ComputeEngine(wiring.Component):
             c_new.push_next.eq(instr.header.push_next),
         ]
 
+        # The job queues fall through: a job accepted while its queue is empty is worked on in
+        # the same cycle, and queued only if it has rows left after that cycle's.
+        def head_of(jobs, layout, new, want, issue, end):
+            m.d.comb += [
+                jobs.r_en.eq(issue & end & jobs.r_rdy),
+                jobs.w_en.eq(want & ~(issue & end & ~jobs.r_rdy)),
+            ]
+            return layout(Mux(jobs.r_rdy, jobs.r_data, new.as_value())), jobs.r_rdy | want
+
         # B feeder: one read ahead; the read port holds the row while the array stalls.
-        b_head = b_job(b_jobs.r_data)
         b_row = Signal(range(cfg.spad_depth))
-        b_end = b_row == b_head.end
+        b_end = Signal()
         b_issue = Signal()
+        b_head, b_ready = head_of(b_jobs, b_job, b_new, accept & ~(ws & op.keep_weights),
+                                  b_issue, b_end)
         m.d.comb += [
-            b_issue.eq(b_jobs.r_rdy & (~array.b.valid | array.b.ready)),
+            b_end.eq(b_row == b_head.end),
+            b_issue.eq(b_ready & (~array.b.valid | array.b.ready)),
             self.b_read.addr.eq(b_head.addr + b_row),
             self.b_read.en.eq(b_issue),
-            b_jobs.r_en.eq(b_issue & b_end),
             array.b.payload.data.eq(self.b_read.data),
         ]
         with m.If(b_issue):
@@ -233,17 +242,17 @@ class ComputeEngine(wiring.Component):
             m.d.sync += array.b.valid.eq(0)
 
         # A feeder: likewise, with the lanes past K (WS) or M (OS) forced to zero.
-        a_head = a_job(a_jobs.r_data)
         a_row = Signal(range(cfg.spad_depth))
-        a_end = a_row == a_head.end
+        a_end = Signal()
         a_issue = Signal()
+        a_head, a_ready = head_of(a_jobs, a_job, a_new, accept, a_issue, a_end)
         a_macs = Signal.like(self.macs)
         a = array.a.payload
         m.d.comb += [
-            a_issue.eq(a_jobs.r_rdy & (~array.a.valid | array.a.ready)),
+            a_end.eq(a_row == a_head.end),
+            a_issue.eq(a_ready & (~array.a.valid | array.a.ready)),
             self.a_read.addr.eq(a_head.addr + a_row),
             self.a_read.en.eq(a_issue),
-            a_jobs.r_en.eq(a_issue & a_end),
         ]
         for i in range(R):
             m.d.comb += a.data[i].eq(Mux(a.rows_m1 >= i, self.a_read.data[i], 0))
