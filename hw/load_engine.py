@@ -334,19 +334,23 @@ class LoadEngine(wiring.Component):
             port.en.eq(Mux(write & (wr_buf == Buffer.ACC), (1 << len(port.en)) - 1, 0)),
         ]
 
-        # Retire: statuses come in order; an OKAY one is taken once its LOAD's rows are
-        # written (in the cycle of its last row's write at the earliest: the row is in the
-        # buffer for any read that the retirement allows), a failed one at once.
+        # Retire: statuses come in order, through a register slice (so that the retirement,
+        # which the controller acts on in the same cycle, starts from registers); an OKAY
+        # one is taken once its LOAD's rows are written (in the cycle of its last row's write
+        # at the earliest: the row is in the buffer for any read that the retirement allows),
+        # a failed one at once.
+        m.submodules.statuses = statuses = SkidBuffer(Status(cfg))
+        wiring.connect(m, wiring.flipped(self.rd_status), statuses.i)
         written = Signal(range(D + 1))         # LOADs written, status not yet taken
-        status = self.rd_status.payload
+        status = statuses.o.payload
         failed = (status.resp != Resp.OKAY) | status.aborted | status.invalid
         ticket = Signal(_Ticket())
         done = Signal()
         m.d.comb += [
             ticket.eq(tickets.r_data),
-            self.rd_status.ready.eq(tickets.r_rdy & (flush | failed | (written != 0) |
-                                                     (write & wr_last))),
-            done.eq(self.rd_status.valid & self.rd_status.ready),
+            statuses.o.ready.eq(tickets.r_rdy & (flush | failed | (written != 0) |
+                                                 (write & wr_last))),
+            done.eq(statuses.o.valid & statuses.o.ready),
             tickets.r_en.eq(done),
             self.retire.valid.eq(done & ~flush & ~failed),
             self.retire.payload.push_prev.eq(ticket.push_prev),
