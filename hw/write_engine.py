@@ -52,8 +52,8 @@ class WritePort(wiring.Component):
     sending : Out(1)
         An address or W data of an issued burst is still to go out.
     waiting : Out(2)
-        Bit ``q``: a burst of a transfer with tag parity ``q`` waits for its response (an OKAY
-        response ends the wait in the cycle it comes).
+        Bit ``q``: a burst of a transfer with tag parity ``q``, issued before this cycle, waits
+        for its response (the last OKAY response ends the wait in the cycle it comes).
     busy : Out(1)
         ``sending`` or any ``waiting``.
     resp, err_addr, err_tag : Out
@@ -172,11 +172,13 @@ class WritePort(wiring.Component):
                              self.err_tag.eq(answered)]
         m.d.sync += outstanding.eq(_count(outstanding, started, axi.bvalid))
         for q in range(2):
-            inc, dec = started & (tag == q), axi.bvalid & (answered == q)
-            m.d.sync += pending[q].eq(_count(pending[q], inc, dec))
-            # an OKAY response counts in its own cycle (an error one once it is latched)
+            dec = axi.bvalid & (answered == q)
+            m.d.sync += pending[q].eq(_count(pending[q], started & (tag == q), dec))
+            # the last OKAY response ends the wait in its own cycle (an error one once it is
+            # latched); a burst issued counts from the next (the engine asks only about
+            # transfers that have issued all theirs)
             m.d.comb += self.waiting[q].eq(
-                pending[q] + inc - (dec & (axi.bresp == Resp.OKAY)) != 0)
+                (pending[q] != 0) & ~((pending[q] == 1) & dec & (axi.bresp == Resp.OKAY)))
         m.d.comb += [
             self.sending.eq(axi.awvalid | lens.r_rdy | axi.wvalid),
             self.busy.eq(self.sending | (outstanding != 0)),
