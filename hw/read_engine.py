@@ -183,19 +183,21 @@ class ReadPort(wiring.Component):
         has = Signal(K)
         for i in range(K):
             count = Signal(range(S // K + 1), name=f"completed{i}")
-            now = count + (completed & (rid == i)) - (freed & (head_id == i))
-            m.d.sync += [count.eq(now), has[i].eq(now != 0)]
-        # The head slot's length from registers: read a cycle before, or, right after the
-        # head moved on, the next slot's read then (a slot is written cycles before done).
-        head_len, next_len, moved = Signal(8), Signal(8), Signal()
+            inc, dec = completed & (rid == i), freed & (head_id == i)
+            m.d.sync += [count.eq(count + inc - dec),
+                         has[i].eq(inc | Mux(dec, count > 1, count != 0))]
+        # Whether the head beat is its slot's last, in a register: compared a cycle ahead
+        # against the head slot's length then (or the next slot's, when the head moves on;
+        # a slot is written cycles before it is done), for each way the head beat can go.
+        at_last = Signal()
         after_head = Mux(head == S - 1, 0, head + 1)
-        m.d.sync += [head_len.eq(slot_len[head]), moved.eq(freed),
-                     next_len.eq(slot_len[after_head])]
-        length = Mux(moved, next_len, head_len)
+        head_len = slot_len[head]
+        m.d.sync += at_last.eq(Mux(freed, slot_len[after_head] == 0,
+                                   Mux(take, head_beat + 1 == head_len, head_beat == head_len)))
         # An OKAY beat that arrives as the head slot's next one, with no earlier beat waiting,
         # goes out in the next cycle from a register of its own instead of through the
-        # buffer; not while the head slot's length (registered above) may predate its burst,
-        # which a memory answering in the cycle after AR would allow. Error beats keep the
+        # buffer; not while `at_last` (compared a cycle ahead) may predate the head slot's
+        # burst, which a memory answering in the cycle after AR would allow. Error beats keep the
         # buffer's latency, which the merge's stop at the failing transfer counts on.
         free_out = ~self.word.valid | self.word.ready
         we_d, at_d = Signal(), Signal(range(S))
@@ -231,12 +233,12 @@ class ReadPort(wiring.Component):
             m.d.comb += [self.word.payload.data.eq(data_out), self.word.payload.pos.eq(pos),
                          self.word.payload.end.eq(end)]
             with m.If(take):
-                row_end = (head_beat == length) & slot_last[head]
+                row_end = at_last & slot_last[head]
                 cur = (slot_addr[head][_log2(cfg.port_bytes):] + head_beat)[:lk]
                 m.d.sync += [pos.eq(cur), end.eq(row_end | (cur == k - 1))]
         with m.If(take):
             m.d.sync += self.word.valid.eq(1)
-            with m.If(head_beat == length):
+            with m.If(at_last):
                 m.d.comb += freed.eq(1)
                 m.d.sync += [head_beat.eq(0), head.eq(after_head)]
             with m.Else():
