@@ -12,6 +12,7 @@ from .config import AccelConfig
 from .engine import RetireLayout, engine_members
 from .isa import MatmulLayout
 from .scratchpad import a_row_layout, b_row_layout
+from .skid import fall_through
 
 __all__ = ["ComputeEngine"]
 
@@ -211,18 +212,15 @@ class ComputeEngine(wiring.Component):
 
         # The job queues fall through: a job accepted while its queue is empty is worked on in
         # the same cycle, and queued only if it has rows left after that cycle's.
-        def head_of(jobs, layout, new, want, issue, end):
-            m.d.comb += [
-                jobs.r_en.eq(issue & end & jobs.r_rdy),
-                jobs.w_en.eq(want & ~(issue & end & ~jobs.r_rdy)),
-            ]
-            return layout(Mux(jobs.r_rdy, jobs.r_data, new.as_value())), jobs.r_rdy | want
+        def head_of(jobs, layout, want, issue, end):
+            head, ready = fall_through(m, jobs, want, issue & end)
+            return layout(head), ready
 
         # B feeder: one read ahead; the read port holds the row while the array stalls.
         b_row = Signal(range(cfg.spad_depth))
         b_end = Signal()
         b_issue = Signal()
-        b_head, b_ready = head_of(b_jobs, b_job, b_new, accept & ~(ws & op.keep_weights),
+        b_head, b_ready = head_of(b_jobs, b_job, accept & ~(ws & op.keep_weights),
                                   b_issue, b_end)
         m.d.comb += [
             b_end.eq(b_row == b_head.end),
@@ -245,7 +243,7 @@ class ComputeEngine(wiring.Component):
         a_row = Signal(range(cfg.spad_depth))
         a_end = Signal()
         a_issue = Signal()
-        a_head, a_ready = head_of(a_jobs, a_job, a_new, accept, a_issue, a_end)
+        a_head, a_ready = head_of(a_jobs, a_job, accept, a_issue, a_end)
         a_macs = Signal.like(self.macs)
         a = array.a.payload
         m.d.comb += [

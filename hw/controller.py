@@ -62,7 +62,7 @@ from .isa import (
     out_bytes,
 )
 from .read_arbiter import read_client
-from .skid import SkidBuffer
+from .skid import SkidBuffer, fall_through
 
 __all__ = ["QUEUE_DEPTH", "DEADLOCK_CYCLES", "StateLayout", "TOKEN_CHANNELS", "Controller"]
 
@@ -388,18 +388,17 @@ class Controller(wiring.Component):
             e = engines[name]
             # The head: the queue's, or the instruction decode dispatches to an empty queue,
             # which goes on in the same cycle if it may (and is only written if not).
+            sl = slices[name]
+            went = sl.i.valid & sl.i.ready
             head = Signal(layout, name=f"{name}_head")
-            m.d.comb += head.eq(Mux(q.r_rdy, q.r_data, entries[name]))
+            head_value, has_head = fall_through(m, q, writing[name], went)
+            m.d.comb += head.eq(head_value)
             # a token given in this cycle counts already
             ok = Cat(~head.header[bit] | (chans[ch] != 0) | inc[ch]
                      for bit, ch in pops[name].items()).all()
-            sl = slices[name]
-            went = sl.i.valid & sl.i.ready
             wiring.connect(m, sl.o, wiring.flipped(e.instr))
             m.d.comb += [sl.i.payload.eq(head),
-                         sl.i.valid.eq((q.r_rdy | writing[name]) & ok & running),
-                         q.r_en.eq(went & q.r_rdy),
-                         q.w_en.eq(writing[name] & (q.r_rdy | ~went)),
+                         sl.i.valid.eq(has_head & ok & running),
                          e.abort.eq(aborting)]
             for bit, ch in pops[name].items():
                 m.d.comb += dec[ch].eq(went & head.header[bit])

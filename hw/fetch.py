@@ -8,6 +8,7 @@ from amaranth.utils import ceil_log2
 from .engine import ErrorCode, ErrorLayout
 from .isa import INSTR_BYTES, INSTR_WIDTH
 from .read_arbiter import read_client
+from .skid import fall_through
 
 __all__ = ["Fetcher"]
 
@@ -128,12 +129,8 @@ class Fetcher(wiring.Component):
             m.d.comb += [self.rd.data.ready.eq(go),
                          word_in.eq(go & last_part & ~self.stop)]
         # A word arriving at an empty buffer is offered at once, and kept only if not taken.
-        m.d.comb += [
-            self.word.valid.eq(buf.r_rdy | word_in),
-            self.word.payload.eq(Mux(buf.r_rdy, buf.r_data, buf.w_data)),
-            buf.r_en.eq(self.word.ready),
-            buf.w_en.eq(word_in & (buf.r_rdy | ~self.word.ready)),
-        ]
+        head, has_word = fall_through(m, buf, word_in, self.word.valid & self.word.ready)
+        m.d.comb += [self.word.valid.eq(has_word), self.word.payload.eq(head)]
 
         # Statuses ------------------------------------------------------------------------------
         st = self.rd.status.payload

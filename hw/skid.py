@@ -5,7 +5,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SkidBuffer"]
+__all__ = ["SkidBuffer", "fall_through"]
 
 
 class SkidBuffer(wiring.Component):
@@ -91,3 +91,19 @@ class SkidBuffer(wiring.Component):
                 with m.If(took_out):
                     m.d.sync += [head.eq(second), kept.eq(1)]
         return m
+
+
+def fall_through(m, queue, want, taken):
+    """The head of a queue that a payload written while it is empty falls through.
+
+    ``queue`` is a ``SyncFIFO`` (asynchronous read) whose ``w_data`` the caller drives. A
+    payload offered (``want``) while the queue is empty is the head in the same cycle, and
+    is only written if it is not ``taken`` then; ``taken`` is the consumer taking the head,
+    and implies that it is valid. The caller makes sure ``want`` finds room.
+    Returns the head (a value of ``w_data``'s width) and its valid.
+    """
+    m.d.comb += [
+        queue.r_en.eq(taken & queue.r_rdy),
+        queue.w_en.eq(want & (queue.r_rdy | ~taken)),
+    ]
+    return Mux(queue.r_rdy, queue.r_data, queue.w_data), queue.r_rdy | want

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import Burst, Resp
 from .read_engine import global_addr, memory_ports, port_signature
-from .skid import SkidBuffer
+from .skid import SkidBuffer, fall_through
 from .transfer import (
     Beat,
     BeatPlanner,
@@ -137,18 +137,15 @@ class WritePort(wiring.Component):
         # With drop, the bursts already issued are completed with empty beats (WSTRB 0), so
         # nothing more is written and every burst still gets its response.
         m.submodules.lens = lens = fifo.SyncFIFO(width=8, depth=S)
-        accepted = axi.awvalid & axi.awready
-        has_len = lens.r_rdy | accepted
-        cur_len = Mux(lens.r_rdy, lens.r_data, axi.awlen)
         beat = Signal(8)
         w_load = Signal()
-        ends = w_load & (beat == cur_len)
+        ends = Signal()
+        cur_len, has_len = fall_through(m, lens, axi.awvalid & axi.awready, ends)
         m.d.comb += [
             w_load.eq((~axi.wvalid | axi.wready) & has_len & (self.word.valid | self.drop)),
+            ends.eq(w_load & (beat == cur_len)),
             self.word.ready.eq(w_load & ~self.drop),
             lens.w_data.eq(axi.awlen),
-            lens.w_en.eq(accepted & (lens.r_rdy | ~ends)),
-            lens.r_en.eq(ends & lens.r_rdy),
         ]
         with m.If(axi.wvalid & axi.wready):
             m.d.sync += axi.wvalid.eq(0)
