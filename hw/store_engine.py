@@ -242,8 +242,10 @@ class StoreEngine(wiring.Component):
         with m.If(take):
             m.d.sync += [op.eq(new_op), bias_addr.eq(body.bias_addr),
                          scale_addr.eq(body.scale_addr)]
+        with m.If(issue | take):        # a STORE taken while a read is held starts on it later
+            m.d.sync += [phase.eq(cur_phase), raddr.eq(cur_raddr), left.eq(cur_left)]
         with m.If(issue):
-            m.d.sync += [got_op.eq(cur_op), raddr.eq(cur_raddr), left.eq(cur_left)]
+            m.d.sync += got_op.eq(cur_op)
             with m.Switch(cur_phase):
                 with m.Case(_Phase.BIAS):
                     m.d.sync += phase.eq(Mux(cur_op.per_column, _Phase.SCALE, _Phase.ROWS))
@@ -252,8 +254,6 @@ class StoreEngine(wiring.Component):
                 with m.Case(_Phase.ROWS):
                     m.d.sync += [raddr.eq(cur_raddr + 1), left.eq(cur_left - 1),
                                  phase.eq(Mux(cur_left == 1, _Phase.IDLE, _Phase.ROWS))]
-        with m.Elif(take):
-            m.d.sync += [phase.eq(first), raddr.eq(body.acc_addr), left.eq(body.rows)]
         with m.If(post.i.ready):
             m.d.sync += row_valid.eq(0)
         with m.If(move):
