@@ -407,7 +407,9 @@ class Controller(wiring.Component):
             waits[name] = (q.r_rdy & ~ok, head.index)
             quiet_q[name] = (q.level == 0) | (q.r_rdy & ~ok)
         for i, (k, count) in enumerate(chans.items()):
-            m.d.sync += count.eq(count + inc[k] - dec[k])
+            # the sums from the register; the same-cycle give and take only choose one
+            up, down = count + 1, count - 1
+            m.d.sync += count.eq(Mux(inc[k] == dec[k], count, Mux(inc[k], up, down)))
             m.d.comb += self.tokens[i].eq(Mux(count > 255, 255, count))
 
         # Deadlock: nothing runs, every queue is empty or waits for a token, and decode is
