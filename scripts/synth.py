@@ -6,7 +6,8 @@ the yowasp packages of the ``fpga`` extra), out of context, and report its resou
     python -m scripts.synth --preset tiny --device ice40-up5k --top systolic_array
 
 ``--top`` picks the block (the whole accelerator by default, or the systolic array). On ECP5
-the LUTs are mapped with Yosys's classic ABC mapper (see ``ECP5_SCRIPT``).
+the LUTs are mapped with Yosys's classic ABC mapper (see ``ECP5_SCRIPT``). The report lists
+the deepest logic paths of Yosys's netlist (:mod:`scripts.logic_depth`) before nextpnr runs.
 """
 
 import json
@@ -26,6 +27,7 @@ from hw.serial_harness import SerialHarness
 from sim.toolchain import TOPS, flat_ports
 
 from .cli import ArgumentParser, add_config_args, config_from_args
+from .logic_depth import format_depth, logic_depth
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,11 @@ def synthesize(cfg, device_name, top="accelerator", out_dir="build/synth", pnr=T
     counts = yosys_counts((out / "stat.txt").read_text(), device.family)
     counts["ios"] = sum(len(v.as_value()) if hasattr(v, "as_value") else len(v)
                         for v, _ in flat_ports(dut).values()) + 2     # and clk, rst
-    report = {"config": cfg.name, "top": top, "device": device_name, "yosys": counts}
+    report = {"config": cfg.name, "top": top, "device": device_name, "yosys": counts,
+              "logic_depth": logic_depth(json.loads((out / f"{top}.json").read_text()))}
     check_fit(counts, device, f"{cfg.name} ({top})")
+    if pnr and not quiet:
+        sys.stderr.write(format_depth(report["logic_depth"]))
     if pnr:
         pnr_tool = f"yowasp-nextpnr-{device.family}"
         args = [pnr_tool, *device.pnr_args, "--json", f"{top}.json", "--freq", str(freq),
@@ -186,6 +191,8 @@ def format_report(r):
     lines = [f"{r['config']} ({r['top']}) on {r['device']}",
              f"  LUTs {y['luts']}, FFs {y['ffs']}, DSPs {y['dsps']}, block RAMs {y['brams']}, "
              f"carry cells {y['carry']}"]
+    if "logic_depth" in r:
+        lines.append(format_depth(r["logic_depth"]).rstrip("\n"))
     for clk, f in r.get("fmax_mhz", {}).items():
         lines.append(f"  Fmax {clk}: {f} MHz")
     for cp in r.get("critical_paths", []):

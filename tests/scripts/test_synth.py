@@ -17,6 +17,8 @@ def test_yosys_maps_one_multiplier_per_pe(tmp_path):
     assert y["luts"] > 0 and y["ffs"] > 0
     out = tmp_path / "tiny-systolic_array-ecp5-25k"
     assert (out / "summary.json").exists()
+    depth = report["logic_depth"]
+    assert depth["deepest"][0]["levels"] == max(depth["histogram"]) >= 1
     # every multiplier keeps its operand and product registers inside the DSP block
     cells = json.loads((out / "systolic_array.json").read_text())["modules"]["systolic_array"][
         "cells"].values()
