@@ -88,11 +88,12 @@ def logic_depth(netlist, top=None, count=10):
     for cname, cell in module["cells"].items():
         conns, dirs = cell["connections"], cell["port_directions"]
         arcs = _arcs(cell)
-        # inputs that no arc takes (all of a register's) end paths, named after the
-        # register's output, or the cell
+        # inputs that no arc takes (all of a register's) end paths, named after a flip-flop's
+        # output, or the cell
         outs = [b for p, bits in conns.items() if dirs.get(p) == "output" for b in bits
                 if isinstance(b, int)]
-        label = _base(names.get(outs[0], cname)) if outs and arcs is None else cname
+        label = (_base(names.get(outs[0], cname)) if len(outs) == 1 and arcs is None else
+                 re.sub(r"(\.\d+)+$", "", cname))        # a memory's cells as one
         ends += [(b, label) for p, bits in conns.items()
                  if dirs.get(p) == "input" and p not in CLOCKS and
                  not any(re.fullmatch(ins, p) for ins, _, _ in arcs or ())
