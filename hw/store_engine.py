@@ -242,7 +242,9 @@ class StoreEngine(wiring.Component):
         with m.If(take):
             m.d.sync += [op.eq(new_op), bias_addr.eq(body.bias_addr),
                          scale_addr.eq(body.scale_addr)]
-        with m.If(issue | take):        # a STORE taken while a read is held starts on it later
+        # the current values (the instruction's when idle) are kept, and an issued read moves
+        # them on below: a STORE taken while a read is held starts on its first one later
+        with m.If(issue | take):
             m.d.sync += [phase.eq(cur_phase), raddr.eq(cur_raddr), left.eq(cur_left)]
         with m.If(issue):
             m.d.sync += got_op.eq(cur_op)
