@@ -138,6 +138,7 @@ class Accelerator(wiring.Component):
         wiring.connect(m, load.a_write, spad.a_write)
         wiring.connect(m, load.b_write, spad.b_write)
         wiring.connect(m, load.acc_write, acc.load)
+        m.d.comb += acc.loading.eq(load.acc_loading)
         wiring.connect(m, compute.a_read, spad.a_read)
         wiring.connect(m, compute.b_read, spad.b_read)
         wiring.connect(m, compute.acc, acc.i)

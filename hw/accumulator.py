@@ -49,12 +49,15 @@ class Accumulator(wiring.Component):
 
     ``load`` writes a row directly (a LOAD into bias or scale tables): in each cycle, column
     ``j`` of ``data`` goes to row ``addr`` if bit ``j`` of ``en`` is set. The memory has one
-    write port, shared with ``i``: **LOAD wins**. While ``load.en`` is non-zero the whole
-    read-modify-write pipeline holds and ``i.ready`` is low, so the systolic array stalls
-    (losslessly) instead of the load engine, which then never waits and drives the same
-    signature as a scratchpad bank. A LOAD and a MATMUL must not write the same row at
-    overlapping times (a row in the pipeline would overwrite the LOAD with a sum of stale
-    data); the dependency tokens of :mod:`hw.isa` order them.
+    write port, shared with ``i``: **LOAD wins**. ``loading`` is high in every cycle in which
+    ``load.en`` may be non-zero (a register of the load engine, so that the hold starts from a
+    flip-flop rather than from the enables' logic); while it is, the whole read-modify-write
+    pipeline holds and ``i.ready`` is low, so the systolic array stalls (losslessly) instead
+    of the load engine, which then never waits and drives the same signature as a scratchpad
+    bank. A cycle with ``loading`` high and no enable only holds the pipeline. A LOAD and a
+    MATMUL must not write the same row at overlapping times (a row in the pipeline would
+    overwrite the LOAD with a sum of stale data); the dependency tokens of :mod:`hw.isa`
+    order them.
 
     ``store`` reads a row: synchronous, ``READ_LATENCY`` = 1, ``data`` holds while ``en`` is
     low. A row accepted on ``i`` in cycle ``t``, or written by ``load`` in cycle ``t``, is
@@ -76,6 +79,8 @@ class Accumulator(wiring.Component):
         Result rows from the compute engine.
     load : Out(WritePort.Signature(addr_width, acc_row_layout(cfg), granularity=1))
         Direct row writes; ``en`` is the column mask.
+    loading : In(1)
+        ``load.en`` may be non-zero in this cycle; it is ignored while this is low.
     store : Out(ReadPort.Signature(addr_width, acc_row_layout(cfg)))
         Row reads for the store engine.
     written : Out(1)
@@ -103,6 +108,7 @@ class Accumulator(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(AccWriteLayout(cfg))),
             "load": Out(WritePort.Signature(addr_width=addr_width, shape=row, granularity=1)),
+            "loading": In(1),
             "store": Out(ReadPort.Signature(addr_width=addr_width, shape=row)),
             "written": Out(1),
             "busy": Out(1),
@@ -127,8 +133,7 @@ class Accumulator(wiring.Component):
         # Every stage moves in the cycles the pipeline advances, and only then: the memory
         # read port's enable, every register below and the ``i`` writes. A LOAD write during
         # a hold is never to a row in the pipeline, and every read issued after it sees it.
-        loading = Signal()
-        m.d.comb += loading.eq(self.load.en.any())
+        loading = self.loading
         advance = ~loading
         m.d.comb += self.i.ready.eq(advance)
 

@@ -98,6 +98,9 @@ class LoadEngine(wiring.Component):
     acc_write : In(WritePort.Signature(addr_width, acc_row_layout(cfg), granularity=1))
         To :class:`~hw.accumulator.Accumulator` ``load``; ``addr_width`` is
         ``ceil_log2(acc_depth)``.
+    acc_loading : Out(1)
+        To the accumulator's ``loading``: a register, high in every cycle in which
+        ``acc_write.en`` may be non-zero.
 
     Raises
     ------
@@ -122,6 +125,7 @@ class LoadEngine(wiring.Component):
                 addr_width=spad_aw, shape=rows_layout(cfg, b_row_layout(cfg)), granularity=1)),
             "acc_write": In(WritePort.Signature(addr_width=acc_aw, shape=acc_row_layout(cfg),
                                                 granularity=1)),
+            "acc_loading": Out(1),
         })
 
     def elaborate(self, platform):
@@ -294,7 +298,8 @@ class LoadEngine(wiring.Component):
         wr_rows = [Signal(8 * R, name="wr_row0")] + [
             Signal(8 * RS, name=f"wr_row{k}") for k in range(1, W)]
         wr_more = Signal(W)                     # which rows of the cut exist
-        m.d.sync += wr_valid.eq(go & row_done)
+        m.d.sync += [wr_valid.eq(go & row_done),
+                     self.acc_loading.eq(go & row_done & (job.buf == Buffer.ACC))]
         with m.If(go):
             with m.If(row_done):
                 m.d.sync += [wr_last.eq(last_row), wr_buf.eq(job.buf),

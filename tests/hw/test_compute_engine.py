@@ -202,6 +202,7 @@ class Bench:
         for bank in "ab":
             ctx.set(getattr(dut.spad, f"{bank}_write").en, 1)
         ctx.set(dut.accum.load.en, (1 << cfg.cols) - 1)
+        ctx.set(dut.accum.loading, 1)
         for r in range(max(cfg.spad_depth, cfg.acc_depth)):
             if r < cfg.spad_depth:
                 for bank, values in (("a", self.bank_a), ("b", self.bank_b)):
@@ -216,6 +217,7 @@ class Bench:
         ctx.set(dut.spad.a_write.en, 0)
         ctx.set(dut.spad.b_write.en, 0)
         ctx.set(dut.accum.load.en, 0)
+        ctx.set(dut.accum.loading, 0)
         ctx.set(dut.accum.store.en, 1)
 
     async def monitor(self, ctx):
@@ -340,8 +342,10 @@ def run_program(cfg, program, *, seed=0, idle=0.0, acc_stall=0.0, load_rate=0.0,
                 ctx.set(load.addr, addr)
                 ctx.set(load.data, values)
                 ctx.set(load.en, mask)
+                ctx.set(bench.dut.accum.loading, 1)
             elif started.get("go"):
                 ctx.set(load.en, 0)
+                ctx.set(bench.dut.accum.loading, 0)
             await ctx.tick()
 
     bench.run(main, stall, loader)

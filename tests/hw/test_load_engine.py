@@ -68,6 +68,7 @@ class Bench(Elaboratable):
         wiring.connect(m, self.spad.a_write, self.dut.a_write)
         wiring.connect(m, self.spad.b_write, self.dut.b_write)
         wiring.connect(m, self.acc.load, self.dut.acc_write)
+        m.d.comb += self.acc.loading.eq(self.dut.acc_loading)
         return m
 
 
@@ -272,11 +273,11 @@ class Log:
 
     async def monitor(self, ctx, dut, cfg):
         full = (1 << cfg.cols) - 1
-        async for _, _, rv, rp, ev, ep, a, b, c, busy, stall, iv, ir, abort in \
+        async for _, _, rv, rp, ev, ep, a, b, c, loading, busy, stall, iv, ir, abort in \
                 ctx.tick().sample(dut.retire.valid, dut.retire.payload, dut.error.valid,
                                   dut.error.payload, dut.a_write.en, dut.b_write.en,
-                                  dut.acc_write.en, dut.busy, dut.stall, dut.instr.valid,
-                                  dut.instr.ready, dut.abort):
+                                  dut.acc_write.en, dut.acc_loading, dut.busy, dut.stall,
+                                  dut.instr.valid, dut.instr.ready, dut.abort):
             if rv:
                 self.retires.append((self.cycle, rp.push_prev, rp.push_next))
             if ev:
@@ -286,6 +287,7 @@ class Log:
             assert len(active) <= 1, f"cycle {self.cycle}: two buffers written"
             # accumulator rows: every lane; scratchpad: rows addr, addr + 1, .. (a prefix)
             assert c in (0, full), f"cycle {self.cycle}: partial row write"
+            assert loading or not c, f"cycle {self.cycle}: accumulator row without loading"
             for v in (a, b):
                 assert v & (v + 1) == 0, f"cycle {self.cycle}: rows {v:b} not consecutive"
             rows = 1 if c else bin(a | b).count("1")

@@ -219,11 +219,13 @@ class Run:
     async def main(self, ctx):
         cfg, dut, acc = self.cfg, self.bench.dut, self.bench.acc
         ctx.set(acc.load.en, (1 << cfg.cols) - 1)
+        ctx.set(acc.loading, 1)
         for r in range(cfg.acc_depth):
             ctx.set(acc.load.addr, r)
             ctx.set(acc.load.data, [int(v) for v in self.acc[r]])
             await ctx.tick()
         ctx.set(acc.load.en, 0)
+        ctx.set(acc.loading, 0)
         for item in self.program:
             if not isinstance(item, Store):
                 while not item(self):
