@@ -27,15 +27,21 @@ def _row_bytes(cfg):
 
 class _Job(data.StructLayout):
     """What cutting and writing the rows of one LOAD needs. ``packed`` marks a coalesced
-    LOAD whose rows are narrower than a stripe, so that one stripe holds several of them."""
+    LOAD whose rows are narrower than a stripe, so that one stripe holds several of them.
+    ``last_slot`` (the stripe a row ends in) and ``rows_m1`` are worked out as the job is
+    queued, so that the cut's end-of-row and end-of-LOAD checks are comparisons of
+    registers."""
 
     def __init__(self, cfg):
         depth = max(cfg.spad_depth, cfg.acc_depth)
+        R = _row_bytes(cfg)
         super().__init__({
             "buf": Buffer,
             "buf_addr": range(max(depth, 2)),
             "rows": range(depth + 1),
-            "row_bytes": range(_row_bytes(cfg) + 1),
+            "rows_m1": range(depth + 1),
+            "row_bytes": range(R + 1),
+            "last_slot": range(max(-(-R // cfg.stripe_bytes), 2)),
             "packed": 1,
         })
 
@@ -192,7 +198,9 @@ class LoadEngine(wiring.Component):
                 stage_job.buf.eq(body.buf),
                 stage_job.buf_addr.eq(body.buf_addr),
                 stage_job.rows.eq(body.rows),
+                stage_job.rows_m1.eq(body.rows - 1),
                 stage_job.row_bytes.eq(rb),
+                stage_job.last_slot.eq(Mux(rb == 0, 0, (rb - 1) >> ls)),
                 stage_job.packed.eq(coalesce & (rb < S)),
                 stage_ticket.push_prev.eq(instr.header.push_prev),
                 stage_ticket.push_next.eq(instr.header.push_next),
@@ -253,8 +261,8 @@ class LoadEngine(wiring.Component):
             with m.If(valid):
                 m.d.comb += [cut.eq(k + 1), next_off.eq(offs[k + 1])]
 
-        row_done = ((slot + 1) << ls) >= job.row_bytes
-        last_row = row_done & (row + cut == job.rows)
+        row_done = slot == job.last_slot
+        last_row = row_done & (row + (cut - 1) == job.rows_m1)
         stripe_done = ~job.packed | last_row | next_off[ls]
         go = Signal()
         m.d.comb += [
