@@ -252,7 +252,8 @@ class Controller(wiring.Component):
         # Pre-decode: four stages that advance together whenever decode takes its word or
         # has none. The first registers the instruction and its LOAD or STORE region (one
         # multiplier for both opcodes), the second the product (rows - 1) * stride, the
-        # third the region's last byte, the fourth (decode's word) the instruction's checks.
+        # third the region's last byte and the checks of the encoding, dimensions and buffer
+        # ranges, the fourth (decode's word) the verdict, with the protection windows.
         word = Signal(InstructionLayout(cfg))
         word_valid = Signal()
         take = Signal()
@@ -284,8 +285,10 @@ class Controller(wiring.Component):
         with m.If(~running):
             m.d.sync += [word_valid.eq(0)] + [valid.eq(0) for _, valid in stages]
 
-        # Checks, of the third stage's instruction, registered for decode ----------------------
-        checked = stages[2][0]
+        # Checks, registered for decode: the encoding, dimensions and buffer ranges of the
+        # second stage's instruction, kept beside it in the third, where the protection
+        # windows are checked against its last byte -----------------------------------------
+        checked = stages[1][0]
         body = checked.body
         used = {Opcode.LOAD: HEADER_WIDTH + body.load.shape().size,
                 Opcode.MATMUL: HEADER_WIDTH + body.matmul.shape().size,
@@ -293,34 +296,46 @@ class Controller(wiring.Component):
                 Opcode.FENCE: HEADER_WIDTH, Opcode.END: HEADER_WIDTH}
         raw = checked.as_value()
         h = checked.header
-        legal, dim_ok, range_ok, prot_ok = Signal(), Signal(), Signal(), Signal()
+        legal_in, dim_in, range_in = Signal(), Signal(), Signal()
+        with m.Switch(h.opcode):
+            with m.Case(Opcode.LOAD):
+                ok, dim, rng = _check_load(cfg, body.load)
+                m.d.comb += [legal_in.eq((raw[used[Opcode.LOAD]:] == 0) & ~h.pop_prev &
+                                         ~h.push_prev & ok),
+                             dim_in.eq(dim), range_in.eq(rng)]
+            with m.Case(Opcode.MATMUL):
+                ok, dim, rng = _check_matmul(cfg, body.matmul)
+                m.d.comb += [legal_in.eq((raw[used[Opcode.MATMUL]:] == 0) & ok),
+                             dim_in.eq(dim), range_in.eq(rng)]
+            with m.Case(Opcode.STORE):
+                ok, dim, rng = _check_store(cfg, body.store)
+                m.d.comb += [legal_in.eq((raw[used[Opcode.STORE]:] == 0) & ~h.pop_next &
+                                         ~h.push_next & ok),
+                             dim_in.eq(dim), range_in.eq(rng)]
+            with m.Case(Opcode.FENCE, Opcode.END):
+                m.d.comb += [legal_in.eq((raw[HEADER_WIDTH:] == 0) & (h.as_value()[4:] == 0)),
+                             dim_in.eq(1), range_in.eq(1)]
+        legal, dim_ok, range_ok = Signal(), Signal(), Signal()
+        with m.If(advance):
+            m.d.sync += [legal.eq(legal_in), dim_ok.eq(dim_in), range_ok.eq(range_in)]
+
+        third = stages[2][0]
+        prot_ok = Signal()
         prot_code = Signal(ErrorCode)
 
         def window(f, base, limit):
             return (f.addr >= base) & (last <= limit)
 
-        with m.Switch(h.opcode):
+        with m.Switch(third.header.opcode):
             with m.Case(Opcode.LOAD):
-                ok, dim, rng = _check_load(cfg, body.load)
-                m.d.comb += [legal.eq((raw[used[Opcode.LOAD]:] == 0) & ~h.pop_prev &
-                                      ~h.push_prev & ok),
-                             dim_ok.eq(dim), range_ok.eq(rng),
-                             prot_ok.eq(window(body.load, self.read_base, self.read_limit)),
+                m.d.comb += [prot_ok.eq(window(third.body.load, self.read_base, self.read_limit)),
                              prot_code.eq(ErrorCode.READ_PROTECTION)]
-            with m.Case(Opcode.MATMUL):
-                ok, dim, rng = _check_matmul(cfg, body.matmul)
-                m.d.comb += [legal.eq((raw[used[Opcode.MATMUL]:] == 0) & ok),
-                             dim_ok.eq(dim), range_ok.eq(rng), prot_ok.eq(1)]
             with m.Case(Opcode.STORE):
-                ok, dim, rng = _check_store(cfg, body.store)
-                m.d.comb += [legal.eq((raw[used[Opcode.STORE]:] == 0) & ~h.pop_next &
-                                      ~h.push_next & ok),
-                             dim_ok.eq(dim), range_ok.eq(rng),
-                             prot_ok.eq(window(body.store, self.write_base, self.write_limit)),
+                m.d.comb += [prot_ok.eq(window(third.body.store, self.write_base,
+                                               self.write_limit)),
                              prot_code.eq(ErrorCode.WRITE_PROTECTION)]
-            with m.Case(Opcode.FENCE, Opcode.END):
-                m.d.comb += [legal.eq((raw[HEADER_WIDTH:] == 0) & (h.as_value()[4:] == 0)),
-                             dim_ok.eq(1), range_ok.eq(1), prot_ok.eq(1)]
+            with m.Default():
+                m.d.comb += prot_ok.eq(1)
         verdict = Signal(ErrorCode)
         with m.If(~legal):
             m.d.comb += verdict.eq(ErrorCode.ILLEGAL_INSTRUCTION)
