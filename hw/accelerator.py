@@ -151,17 +151,20 @@ class Accelerator(wiring.Component):
             join_ports(m, port, getattr(reader, f"m_axi_hbm{p}"),
                        getattr(writer, f"m_axi_hbm{p}"))
             strobes = Signal(cfg.port_bytes, name=f"strobes{p}")
+            # the bytes written: the strobes of each group of 8 counted, then the groups added,
+            # a register after each
+            groups = [Signal(4, name=f"strobes{p}_{g}") for g in range(-(-cfg.port_bytes // 8))]
             m.d.sync += [
                 csr.bytes_read[p].eq(Mux(port.rvalid & port.rready, cfg.port_bytes, 0)),
                 strobes.eq(Mux(port.wvalid & port.wready, port.wstrb, 0)),
-                csr.bytes_written[p].eq(_popcount(strobes)),
+                *(n.eq(_tree_sum(list(strobes[8 * g:8 * g + 8]))) for g, n in enumerate(groups)),
+                csr.bytes_written[p].eq(_tree_sum(groups)),
             ]
         return m
 
 
-def _popcount(bits):
-    """The number of set bits of ``bits``, as a balanced tree of adders."""
-    terms = [bits[i] for i in range(len(bits))]
+def _tree_sum(terms):
+    """The sum of ``terms``, as a balanced tree of adders."""
     while len(terms) > 1:
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                  for i in range(0, len(terms), 2)]

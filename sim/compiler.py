@@ -984,10 +984,10 @@ class Gemm:
         """Static counts of the program: instructions per opcode, ``matmul_cycles`` (sum of
         :func:`~sim.isa_model.matmul_cycles`), ``ideal_cycles`` (``M * K * N / (rows *
         cols)``), rows loaded and stored, ``result_rows`` (the rows the MATMULs write into the
-        accumulator: ``m`` each), MACs."""
+        accumulator: ``m`` each), ``store_bytes`` (the bytes the STOREs write), MACs."""
         out = dict.fromkeys(("instructions", "loads", "matmuls", "stores", "fences",
-                             "load_rows", "store_rows", "result_rows", "matmul_cycles",
-                             "macs"), 0)
+                             "load_rows", "store_rows", "store_bytes", "result_rows",
+                             "matmul_cycles", "macs"), 0)
         for instr in self.program.instructions:
             op = instr["opcode"].name
             out["instructions"] += 1
@@ -1002,6 +1002,7 @@ class Gemm:
             elif op == "STORE":
                 out["stores"] += 1
                 out["store_rows"] += instr["rows"]
+                out["store_bytes"] += instr["rows"] * instr["row_bytes"]
             elif op == "FENCE":
                 out["fences"] += 1
         out["ideal_cycles"] = self.M * self.K * self.N / self.cfg.macs

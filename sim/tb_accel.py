@@ -53,7 +53,9 @@ async def check_gemm(drv, rng, M, K, N, dataflow, bias=False, per_column=False, 
     assert got.shape == want.shape and np.array_equal(got, want), (
         f"{M}x{K}x{N} {dataflow.name} {post}: {np.count_nonzero(got != want)} of "
         f"{want.size} values differ")
-    assert run.counters["MACS"] == gemm.stats()["macs"], "MACS counter"
+    stats = gemm.stats()
+    assert run.counters["MACS"] == stats["macs"], "MACS counter"
+    assert run.bytes_written == stats["store_bytes"], "BYTES_WRITTEN counters"
     return run
 
 

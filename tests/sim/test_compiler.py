@@ -220,6 +220,7 @@ def test_forced_small_tiling_with_phases_and_fences(dataflow):
                    tiling=tiling)
     stats = gemm.stats()
     assert stats["fences"] == 1                  # 5 column blocks in phases of 3 and 2
+    assert stats["store_bytes"] == M * N * 2     # every INT16 result written once
     ops = [i["opcode"] for i in gemm.program.instructions]
     assert ops[-1] == Opcode.END
     C, _ = run(gemm, A, B, bias, scales)
