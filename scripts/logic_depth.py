@@ -98,11 +98,11 @@ def logic_depth(netlist, top=None, count=10):
                  if dirs.get(p) == "input" and p not in CLOCKS and
                  not any(re.fullmatch(ins, p) for ins, _, _ in arcs or ())
                  for b in bits if isinstance(b, int)]
-        for ins, outs, levels in arcs or ():
+        for ins, arc_outs, levels in arcs or ():
             src = [b for p, bits in conns.items() if re.fullmatch(ins, p) for b in bits
                    if isinstance(b, int)]
             for p, bits in conns.items():
-                if re.fullmatch(outs, p):
+                if re.fullmatch(arc_outs, p):
                     for b in bits:
                         if isinstance(b, int):
                             fanin.setdefault(b, []).extend((s, levels, cname) for s in src)
@@ -112,6 +112,8 @@ def logic_depth(netlist, top=None, count=10):
 
     depth, via = {}, {}         # bit -> levels; bit -> (input bit, cell) it takes them from
     for start, _ in ends:
+        if start in depth:
+            continue
         stack = [(start, iter(fanin.get(start, ())))]
         on_stack = {start}
         while stack:
