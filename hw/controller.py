@@ -63,6 +63,7 @@ from .isa import (
 )
 from .read_arbiter import read_client
 from .skid import SkidBuffer, fall_through
+from .transfer import _count
 
 __all__ = ["QUEUE_DEPTH", "DEADLOCK_CYCLES", "StateLayout", "TOKEN_CHANNELS", "Controller"]
 
@@ -89,7 +90,7 @@ def _engine_port(cfg, body):
     return In(wiring.Signature(engine_members(cfg, body)))
 
 
-def _count(value, lo, hi):
+def _within(value, lo, hi):
     return (value >= lo) & (value <= hi)
 
 
@@ -105,8 +106,8 @@ def _check_load(cfg, f):
                              (Buffer.SPAD_B, spad, operand_bytes(cfg)),
                              (Buffer.ACC, acc, acc_bytes(cfg))):
         row = buffer_row_bytes(cfg, buf)
-        dims.append((f.buf == buf) & _count(f.rows, 1, depth) &
-                    _count(f.row_bytes, elem, row) & _multiple(f.row_bytes, elem))
+        dims.append((f.buf == buf) & _within(f.rows, 1, depth) &
+                    _within(f.row_bytes, elem, row) & _multiple(f.row_bytes, elem))
         ranges.append((f.buf == buf) & (f.buf_addr + f.rows <= depth))
     legal = (f.buf == Buffer.SPAD_A) | (f.buf == Buffer.SPAD_B) | (f.buf == Buffer.ACC)
     return legal, Cat(dims).any(), Cat(ranges).any()
@@ -115,9 +116,9 @@ def _check_load(cfg, f):
 def _check_matmul(cfg, f):
     ws = f.dataflow == Dataflow.WS
     spad, acc = cfg.spad_depth, cfg.acc_depth
-    ws_dim = _count(f.k, 1, cfg.rows) & _count(f.m, 1, min(acc, spad))
-    os_dim = _count(f.m, 1, min(cfg.rows, acc)) & _count(f.k, 1, spad)
-    dim = _count(f.n, 1, cfg.cols) & Mux(ws, ws_dim, os_dim)
+    ws_dim = _within(f.k, 1, cfg.rows) & _within(f.m, 1, min(acc, spad))
+    os_dim = _within(f.m, 1, min(cfg.rows, acc)) & _within(f.k, 1, spad)
+    dim = _within(f.n, 1, cfg.cols) & Mux(ws, ws_dim, os_dim)
     a_range = Mux(ws, f.a_addr + f.m <= spad, f.a_addr + f.k <= spad)
     rng = (a_range & (f.keep_weights | (f.b_addr + f.k <= spad)) & (f.c_addr + f.m <= acc))
     return ws | ~f.keep_weights, dim, rng
@@ -128,10 +129,10 @@ def _check_store(cfg, f):
     sizes = []
     for t in OutType:
         ob = out_bytes(t)
-        sizes.append((f.out_type == t) & _count(f.row_bytes, ob, cfg.cols * ob) &
+        sizes.append((f.out_type == t) & _within(f.row_bytes, ob, cfg.cols * ob) &
                      _multiple(f.row_bytes, ob))
     legal = Cat(f.out_type == t for t in OutType).any()
-    dim = (_count(f.rows, 1, acc) & Cat(sizes).any() &
+    dim = (_within(f.rows, 1, acc) & Cat(sizes).any() &
            ((f.rows <= 1) | (f.stride >= f.row_bytes)))
     rng = ((f.acc_addr + f.rows <= acc) & (~f.bias | (f.bias_addr < acc)) &
            (~f.per_column | (f.scale_addr < acc)))
@@ -422,9 +423,7 @@ class Controller(wiring.Component):
             waits[name] = (q.r_rdy & ~ok, head.index)
             quiet_q[name] = (q.level == 0) | (q.r_rdy & ~ok)
         for i, (k, count) in enumerate(chans.items()):
-            # the sums from the register; the same-cycle give and take only choose one
-            up, down = count + 1, count - 1
-            m.d.sync += count.eq(Mux(inc[k] == dec[k], count, Mux(inc[k], up, down)))
+            m.d.sync += count.eq(_count(count, inc[k], dec[k]))
             m.d.comb += self.tokens[i].eq(Mux(count > 255, 255, count))
 
         # Deadlock: nothing runs, every queue is empty or waits for a token, and decode is

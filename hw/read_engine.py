@@ -184,7 +184,7 @@ class ReadPort(wiring.Component):
         for i in range(K):
             count = Signal(range(S // K + 1), name=f"completed{i}")
             inc, dec = completed & (rid == i), freed & (head_id == i)
-            m.d.sync += [count.eq(count + inc - dec),
+            m.d.sync += [count.eq(_count(count, inc, dec)),
                          has[i].eq(inc | Mux(dec, count > 1, count != 0))]
         # Whether the head beat is its slot's last, in a register: compared a cycle ahead
         # against the head slot's length then (or the next slot's, when the head moves on;
