@@ -51,11 +51,13 @@ DEVICES = {
 # Yosys cell names of each resource, per family
 CELLS = {
     "ecp5": {"luts": ("LUT4",), "ffs": ("TRELLIS_FF",), "dsps": ("MULT18X18D",),
-             "brams": ("DP16KD", "PDPW16KD"), "carry": ("CCU2C",)},
+             "brams": ("DP16KD", "PDPW16KD"), "carry": ("CCU2C",),
+             "lutram": ("TRELLIS_DPR16X4",)},
     "ice40": {"luts": ("SB_LUT4",), "ffs": ("SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFSS",
                                              "SB_DFFESR", "SB_DFFESS", "SB_DFFR", "SB_DFFER",
                                              "SB_DFFS", "SB_DFFES"),
-              "dsps": ("SB_MAC16",), "brams": ("SB_RAM40_4K",), "carry": ("SB_CARRY",)},
+              "dsps": ("SB_MAC16",), "brams": ("SB_RAM40_4K",), "carry": ("SB_CARRY",),
+              "lutram": ()},       # no distributed RAM: an asynchronous read takes flip-flops
 }
 
 
@@ -66,6 +68,9 @@ CELLS = {
 ECP5_SCRIPT = ("synth_ecp5 -top {top} -run :map_luts; check -latchonly -assert; "
                "techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean; "
                "synth_ecp5 -top {top} -run map_cells: -json {top}.json")
+
+
+SHOWN_BLOCKS = 12       # blocks listed in the text report (the JSON has them all)
 
 
 class ToolError(RuntimeError):
@@ -111,17 +116,38 @@ def yosys_counts(stat_text, family):
     return counts
 
 
-def check_fit(counts, device, name):
+def block_counts(netlist, family, prefix="", outside="(top)"):
+    """Resource counts of each block of a flattened Yosys JSON netlist: a cell belongs to the
+    first part of its hierarchical name after ``prefix`` (``outside`` for a cell outside
+    every block), most LUTs first."""
+    kinds = {cell: kind for kind, cells in CELLS[family].items() for cell in cells}
+    tops = [m for m in netlist["modules"].values()
+            if int(m.get("attributes", {}).get("top", 0))]
+    blocks = {}
+    for name, cell in (tops[0]["cells"].items() if len(tops) == 1 else ()):
+        kind = kinds.get(cell["type"])
+        if kind is None:
+            continue
+        inner = name[len(prefix):] if name.startswith(prefix) else ""
+        block = inner.split(".")[0] if "." in inner and not inner.startswith("$") else outside
+        counts = blocks.setdefault(block, dict.fromkeys(CELLS[family], 0))
+        counts[kind] += 1
+    return dict(sorted(blocks.items(), key=lambda item: (-item[1]["luts"], item[0])))
+
+
+def check_fit(counts, device, name, blocks=None):
     """Raise ``ToolError`` naming the first resource that ``counts`` needs more of than
-    ``device`` has."""
+    ``device`` has, and the blocks (:func:`block_counts`) that take the most of it."""
     for kind in ("luts", "ffs", "dsps", "brams", "ios"):
         have = getattr(device, kind)
         if have is not None and counts.get(kind, 0) > have:
             what = {"luts": "LUTs", "ffs": "flip-flops", "dsps": "DSP blocks",
                     "brams": "block RAMs", "ios": "I/O pins (this placer has no "
                     "out-of-context mode)"}[kind]
+            most = sorted((blocks or {}).items(), key=lambda item: -item[1].get(kind, 0))[:4]
+            most = ", ".join(f"{block} {c[kind]}" for block, c in most if c.get(kind))
             raise ToolError(f"{name} does not fit: it needs {counts[kind]} {what}, "
-                            f"the device has {have}")
+                            f"the device has {have}" + (f" (most in {most})" if most else ""))
 
 
 def synthesize(cfg, device_name, top="accelerator", out_dir="build/synth", pnr=True,
@@ -148,9 +174,12 @@ def synthesize(cfg, device_name, top="accelerator", out_dir="build/synth", pnr=T
     counts = yosys_counts((out / "stat.txt").read_text(), device.family)
     counts["ios"] = sum(len(v.as_value()) if hasattr(v, "as_value") else len(v)
                         for v, _ in flat_ports(dut).values()) + 2     # and clk, rst
+    netlist = json.loads((out / f"{top}.json").read_text())
     report = {"config": cfg.name, "top": top, "device": device_name, "yosys": counts,
-              "logic_depth": logic_depth(json.loads((out / f"{top}.json").read_text()))}
-    check_fit(counts, device, f"{cfg.name} ({top})")
+              "blocks": (block_counts(netlist, device.family, "block.", "(harness)")
+                         if device.ios is not None else block_counts(netlist, device.family)),
+              "logic_depth": logic_depth(netlist)}
+    check_fit(counts, device, f"{cfg.name} ({top})", report["blocks"])
     if pnr and not quiet:
         sys.stderr.write(format_depth(report["logic_depth"]))
     if pnr:
@@ -190,7 +219,17 @@ def format_report(r):
     y = r["yosys"]
     lines = [f"{r['config']} ({r['top']}) on {r['device']}",
              f"  LUTs {y['luts']}, FFs {y['ffs']}, DSPs {y['dsps']}, block RAMs {y['brams']}, "
-             f"carry cells {y['carry']}"]
+             f"carry cells {y['carry']}" +
+             (f", distributed RAMs {y['lutram']} (16 x 4)" if y.get("lutram") else "")]
+    blocks = list(r.get("blocks", {}).items())
+    if blocks:
+        shown, rest = blocks[:SHOWN_BLOCKS], blocks[SHOWN_BLOCKS:]
+        if rest:
+            shown.append((f"({len(rest)} more)", {k: sum(c[k] for _, c in rest)
+                                                  for k in rest[0][1]}))
+        lines.append(f"  {'block':>20} {'LUTs':>7} {'FFs':>7} {'DSPs':>5} {'BRAMs':>5}")
+        lines += [f"  {block:>20} {c['luts']:7} {c['ffs']:7} {c['dsps']:5} {c['brams']:5}"
+                  for block, c in shown]
     if "logic_depth" in r:
         lines.append(format_depth(r["logic_depth"]).rstrip("\n"))
     for clk, f in r.get("fmax_mhz", {}).items():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hw.config import PRESETS
-from scripts.synth import DEVICES, ToolError, check_fit, synthesize
+from scripts.synth import DEVICES, ToolError, block_counts, check_fit, synthesize
 
 
 def test_yosys_maps_one_multiplier_per_pe(tmp_path):
@@ -17,6 +17,9 @@ def test_yosys_maps_one_multiplier_per_pe(tmp_path):
     assert y["luts"] > 0 and y["ffs"] > 0
     out = tmp_path / "tiny-systolic_array-ecp5-25k"
     assert (out / "summary.json").exists()
+    # the blocks' resources add up to the design's
+    for kind in ("luts", "ffs", "dsps", "brams", "carry", "lutram"):
+        assert sum(c[kind] for c in report["blocks"].values()) == y[kind], kind
     depth = report["logic_depth"]
     assert depth["deepest"][0]["levels"] == max(depth["histogram"]) >= 1
     # every multiplier keeps its operand and product registers inside the DSP block
@@ -40,3 +43,31 @@ def test_check_fit_names_resource_need_and_capacity(kind, need, words):
     for word in words:
         assert word in str(info.value)
     check_fit({**counts, kind: 1}, DEVICES["ecp5-25k"], "small")
+
+
+def test_check_fit_names_the_blocks_that_take_most_of_the_resource():
+    blocks = {"ctrl": {"luts": 20000, "ffs": 9}, "csr": {"luts": 9000, "ffs": 99},
+              "spad": {"luts": 0, "ffs": 1}}
+    with pytest.raises(ToolError, match=r"30000 LUTs.*\(most in ctrl 20000, csr 9000\)$"):
+        check_fit({"luts": 30000, "ffs": 109}, DEVICES["ecp5-25k"], "big", blocks)
+
+
+def test_block_counts_attribute_cells_by_their_first_hierarchical_name():
+    def cell(kind):
+        return {"type": kind, "parameters": {}, "connections": {}}
+    cells = {"block.ctrl.fetch.q_LUT4": cell("LUT4"), "block.ctrl.x": cell("TRELLIS_FF"),
+             "block.reader.y": cell("LUT4"), "block.reader.z": cell("MULT18X18D"),
+             "block.$auto$w": cell("LUT4"), "shift_out_LUT4": cell("LUT4"),
+             "block.acc.ram": cell("TRELLIS_DPR16X4"), "block.acc.b": cell("DP16KD"),
+             "block.reader.n": cell("$scopeinfo")}
+    netlist = {"modules": {"LUT4": {"attributes": {}, "cells": {"x.y": cell("LUT4")}},
+                           "top": {"attributes": {"top": "00000001"}, "cells": cells}}}
+    blocks = block_counts(netlist, "ecp5", "block.", "(harness)")
+    zero = dict.fromkeys(("luts", "ffs", "dsps", "brams", "carry", "lutram"), 0)
+    assert blocks == {
+        "(harness)": {**zero, "luts": 2},
+        "ctrl": {**zero, "luts": 1, "ffs": 1},
+        "reader": {**zero, "luts": 1, "dsps": 1},
+        "acc": {**zero, "brams": 1, "lutram": 1},
+    }
+    assert list(blocks) == ["(harness)", "ctrl", "reader", "acc"]     # most LUTs first
