@@ -179,7 +179,13 @@ def synthesize(cfg, device_name, top="accelerator", out_dir="build/synth", pnr=T
               "blocks": (block_counts(netlist, device.family, "block.", "(harness)")
                          if device.ios is not None else block_counts(netlist, device.family)),
               "logic_depth": logic_depth(netlist)}
-    check_fit(counts, device, f"{cfg.name} ({top})", report["blocks"])
+    try:
+        check_fit(counts, device, f"{cfg.name} ({top})", report["blocks"])
+    except ToolError as e:
+        report["does_not_fit"] = str(e)
+        _write_report(out, report)
+        raise ToolError(f"{e}; the resources of each block are in {out / 'summary.txt'}") \
+            from None
     if pnr and not quiet:
         sys.stderr.write(format_depth(report["logic_depth"]))
     if pnr:
@@ -195,9 +201,13 @@ def synthesize(cfg, device_name, top="accelerator", out_dir="build/synth", pnr=T
                                  if v.get("used")}
         report["fmax_mhz"] = {clk: round(v["achieved"], 1) for clk, v in pr["fmax"].items()}
         report["critical_paths"] = [critical_path(cp) for cp in pr.get("critical_paths", [])]
+    _write_report(out, report)
+    return report
+
+
+def _write_report(out, report):
     (out / "summary.json").write_text(json.dumps(report, indent=2))
     (out / "summary.txt").write_text(format_report(report))
-    return report
 
 
 def critical_path(cp):
@@ -230,6 +240,8 @@ def format_report(r):
         lines.append(f"  {'block':>20} {'LUTs':>7} {'FFs':>7} {'DSPs':>5} {'BRAMs':>5}")
         lines += [f"  {block:>20} {c['luts']:7} {c['ffs']:7} {c['dsps']:5} {c['brams']:5}"
                   for block, c in shown]
+    if "does_not_fit" in r:
+        lines.append(f"  {r['does_not_fit']}")
     if "logic_depth" in r:
         lines.append(format_depth(r["logic_depth"]).rstrip("\n"))
     for clk, f in r.get("fmax_mhz", {}).items():

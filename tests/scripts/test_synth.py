@@ -1,5 +1,6 @@
 """Tier 3: a quick Yosys run of the smallest array, and the resource check."""
 
+import dataclasses
 import json
 
 import pytest
@@ -29,6 +30,19 @@ def test_yosys_maps_one_multiplier_per_pe(tmp_path):
     assert len(dsps) == cfg.rows * cfg.cols
     for p in dsps:
         assert p["REG_INPUTA_CLK"] == p["REG_INPUTB_CLK"] == p["REG_OUTPUT_CLK"] == "CLK0"
+
+
+def test_a_design_that_does_not_fit_still_gets_its_report(tmp_path, monkeypatch):
+    small = dataclasses.replace(DEVICES["ecp5-25k"], dsps=3)
+    monkeypatch.setitem(DEVICES, "small", small)
+    with pytest.raises(ToolError, match=r"needs 4 DSP blocks, the device has 3 \(most in "):
+        synthesize(PRESETS["tiny"], "small", top="systolic_array", out_dir=tmp_path,
+                   pnr=False, quiet=True)
+    out = tmp_path / "tiny-systolic_array-small"
+    report = json.loads((out / "summary.json").read_text())
+    assert "needs 4 DSP blocks" in report["does_not_fit"]
+    assert sum(c["dsps"] for c in report["blocks"].values()) == 4
+    assert "needs 4 DSP blocks" in (out / "summary.txt").read_text()
 
 
 @pytest.mark.parametrize("kind, need, words", [
