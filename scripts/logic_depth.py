@@ -67,11 +67,18 @@ def _base(name):
     return re.sub(r"\[\d+\]$", "", name)
 
 
-def logic_depth(netlist, top=None, count=10):
+def block_of(cell, prefix="", outside="(top)"):
+    """The block of a flattened netlist's cell: the first part of its hierarchical name after
+    ``prefix``, or ``outside`` for a cell outside every block."""
+    inner = cell[len(prefix):] if cell.startswith(prefix) else ""
+    return inner.split(".")[0] if "." in inner and not inner.startswith("$") else outside
+
+
+def logic_depth(netlist, top=None, count=10, prefix="", outside="(top)"):
     """Analyse a Yosys JSON netlist (a dict) and return the histogram of logic levels over
     every path end (a bit) and the ``count`` deepest paths ending in distinct signals, each
     with its levels, end points, the blocks it passes (the first part of the hierarchical
-    cell names, in order) and the signals along it."""
+    cell names after ``prefix``, in order: :func:`block_of`) and the signals along it."""
     modules = netlist["modules"]
     if top is None:
         tops = [n for n, m in modules.items() if int(m.get("attributes", {}).get("top", 0))]
@@ -155,7 +162,7 @@ def logic_depth(netlist, top=None, count=10):
                 signals.append(name)
         blocks = []
         for c in reversed(cells):
-            block = c.split(".")[0] if "." in c else "(top)"
+            block = block_of(c, prefix, outside)
             if not blocks or blocks[-1] != block:
                 blocks.append(block)
         deepest.append({"levels": depth[bit], "from": signals[0], "to": end,

@@ -27,7 +27,7 @@ from hw.serial_harness import SerialHarness
 from sim.toolchain import TOPS, flat_ports
 
 from .cli import ArgumentParser, add_config_args, config_from_args
-from .logic_depth import format_depth, logic_depth
+from .logic_depth import block_of, format_depth, logic_depth
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,8 @@ def yosys_counts(stat_text, family):
 
 
 def block_counts(netlist, family, prefix="", outside="(top)"):
-    """Resource counts of each block of a flattened Yosys JSON netlist: a cell belongs to the
-    first part of its hierarchical name after ``prefix`` (``outside`` for a cell outside
-    every block), most LUTs first."""
+    """Resource counts of each block (:func:`~scripts.logic_depth.block_of`) of a flattened
+    Yosys JSON netlist, most LUTs first."""
     kinds = {cell: kind for kind, cells in CELLS[family].items() for cell in cells}
     tops = [m for m in netlist["modules"].values()
             if int(m.get("attributes", {}).get("top", 0))]
@@ -128,9 +127,8 @@ def block_counts(netlist, family, prefix="", outside="(top)"):
         kind = kinds.get(cell["type"])
         if kind is None:
             continue
-        inner = name[len(prefix):] if name.startswith(prefix) else ""
-        block = inner.split(".")[0] if "." in inner and not inner.startswith("$") else outside
-        counts = blocks.setdefault(block, dict.fromkeys(CELLS[family], 0))
+        counts = blocks.setdefault(block_of(name, prefix, outside),
+                                   dict.fromkeys(CELLS[family], 0))
         counts[kind] += 1
     return dict(sorted(blocks.items(), key=lambda item: (-item[1]["luts"], item[0])))
 
@@ -175,10 +173,11 @@ def synthesize(cfg, device_name, top="accelerator", out_dir="build/synth", pnr=T
     counts["ios"] = sum(len(v.as_value()) if hasattr(v, "as_value") else len(v)
                         for v, _ in flat_ports(dut).values()) + 2     # and clk, rst
     netlist = json.loads((out / f"{top}.json").read_text())
+    # behind the harness, the block's cells are named "block.<block>.<...>"
+    inside = ("block.", "(harness)") if device.ios is not None else ("", "(top)")
     report = {"config": cfg.name, "top": top, "device": device_name, "yosys": counts,
-              "blocks": (block_counts(netlist, device.family, "block.", "(harness)")
-                         if device.ios is not None else block_counts(netlist, device.family)),
-              "logic_depth": logic_depth(netlist)}
+              "blocks": block_counts(netlist, device.family, *inside),
+              "logic_depth": logic_depth(netlist, prefix=inside[0], outside=inside[1])}
     try:
         check_fit(counts, device, f"{cfg.name} ({top})", report["blocks"])
     except ToolError as e:
