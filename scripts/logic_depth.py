@@ -67,18 +67,18 @@ def _base(name):
     return re.sub(r"\[\d+\]$", "", name)
 
 
-def block_of(cell, prefix="", outside="(top)"):
+def block_of(cell, prefix="", outside="(harness)"):
     """The block of a flattened netlist's cell: the first part of its hierarchical name after
-    ``prefix``, or ``outside`` for a cell outside every block."""
-    inner = cell[len(prefix):] if cell.startswith(prefix) else ""
-    return inner.split(".")[0] if "." in inner and not inner.startswith("$") else outside
+    ``prefix``, ``"(top)"`` for a cell of the top itself, ``outside`` for one whose name does
+    not start with ``prefix``."""
+    if not cell.startswith(prefix):
+        return outside
+    inner = cell[len(prefix):]
+    return inner.split(".")[0] if "." in inner and not inner.startswith("$") else "(top)"
 
 
-def logic_depth(netlist, top=None, count=10, prefix="", outside="(top)"):
-    """Analyse a Yosys JSON netlist (a dict) and return the histogram of logic levels over
-    every path end (a bit) and the ``count`` deepest paths ending in distinct signals, each
-    with its levels, end points, the blocks it passes (the first part of the hierarchical
-    cell names after ``prefix``, in order: :func:`block_of`) and the signals along it."""
+def top_module(netlist, top=None):
+    """The module named ``top``, or the one the netlist marks as its top."""
     modules = netlist["modules"]
     if top is None:
         tops = [n for n, m in modules.items() if int(m.get("attributes", {}).get("top", 0))]
@@ -87,7 +87,15 @@ def logic_depth(netlist, top=None, count=10, prefix="", outside="(top)"):
         top = tops[0]
     if top not in modules:
         raise LogicDepthError(f"no module {top!r} in the netlist; it has {sorted(modules)}")
-    module = modules[top]
+    return modules[top]
+
+
+def logic_depth(netlist, top=None, count=10, prefix=""):
+    """Analyse a Yosys JSON netlist (a dict) and return the histogram of logic levels over
+    every path end (a bit) and the ``count`` deepest paths ending in distinct signals, each
+    with its levels, end points, the blocks it passes (the first part of the hierarchical
+    cell names after ``prefix``, in order: :func:`block_of`) and the signals along it."""
+    module = top_module(netlist, top)
 
     fanin = {}              # output bit -> [(input bit, levels, cell)]
     ends = []               # (bit, name of the end)
@@ -162,7 +170,7 @@ def logic_depth(netlist, top=None, count=10, prefix="", outside="(top)"):
                 signals.append(name)
         blocks = []
         for c in reversed(cells):
-            block = block_of(c, prefix, outside)
+            block = block_of(c, prefix)
             if not blocks or blocks[-1] != block:
                 blocks.append(block)
         deepest.append({"levels": depth[bit], "from": signals[0], "to": end,

@@ -27,7 +27,7 @@ from hw.serial_harness import SerialHarness
 from sim.toolchain import TOPS, flat_ports
 
 from .cli import ArgumentParser, add_config_args, config_from_args
-from .logic_depth import block_of, format_depth, logic_depth
+from .logic_depth import block_of, format_depth, logic_depth, top_module
 
 
 @dataclass(frozen=True)
@@ -116,19 +116,16 @@ def yosys_counts(stat_text, family):
     return counts
 
 
-def block_counts(netlist, family, prefix="", outside="(top)"):
+def block_counts(netlist, family, prefix=""):
     """Resource counts of each block (:func:`~scripts.logic_depth.block_of`) of a flattened
     Yosys JSON netlist, most LUTs first."""
     kinds = {cell: kind for kind, cells in CELLS[family].items() for cell in cells}
-    tops = [m for m in netlist["modules"].values()
-            if int(m.get("attributes", {}).get("top", 0))]
     blocks = {}
-    for name, cell in (tops[0]["cells"].items() if len(tops) == 1 else ()):
+    for name, cell in top_module(netlist)["cells"].items():
         kind = kinds.get(cell["type"])
         if kind is None:
             continue
-        counts = blocks.setdefault(block_of(name, prefix, outside),
-                                   dict.fromkeys(CELLS[family], 0))
+        counts = blocks.setdefault(block_of(name, prefix), dict.fromkeys(CELLS[family], 0))
         counts[kind] += 1
     return dict(sorted(blocks.items(), key=lambda item: (-item[1]["luts"], item[0])))
 
@@ -174,10 +171,10 @@ def synthesize(cfg, device_name, top="accelerator", out_dir="build/synth", pnr=T
                         for v, _ in flat_ports(dut).values()) + 2     # and clk, rst
     netlist = json.loads((out / f"{top}.json").read_text())
     # behind the harness, the block's cells are named "block.<block>.<...>"
-    inside = ("block.", "(harness)") if device.ios is not None else ("", "(top)")
+    prefix = "block." if device.ios is not None else ""
     report = {"config": cfg.name, "top": top, "device": device_name, "yosys": counts,
-              "blocks": block_counts(netlist, device.family, *inside),
-              "logic_depth": logic_depth(netlist, prefix=inside[0], outside=inside[1])}
+              "blocks": block_counts(netlist, device.family, prefix),
+              "logic_depth": logic_depth(netlist, prefix=prefix)}
     try:
         check_fit(counts, device, f"{cfg.name} ({top})", report["blocks"])
     except ToolError as e:
