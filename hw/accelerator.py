@@ -92,9 +92,12 @@ class Accelerator(wiring.Component):
             ctrl.write_base.eq(csr.write_base), ctrl.write_limit.eq(csr.write_limit),
             csr.busy.eq(ctrl.busy), csr.done.eq(ctrl.done), csr.error.eq(ctrl.error),
             csr.error_code.eq(ctrl.error_code), csr.error_index.eq(ctrl.error_index),
-            csr.error_addr.eq(ctrl.error_addr), csr.state.eq(ctrl.state),
-            csr.tokens.eq(ctrl.tokens), csr.dispatched.eq(ctrl.dispatched),
+            csr.error_addr.eq(ctrl.error_addr),
         ]
+        # The live views for the host, a cycle late: no engine's state reaches the CSR
+        # block's read multiplexer in the same cycle.
+        m.d.sync += [csr.state.eq(ctrl.state), csr.tokens.eq(ctrl.tokens),
+                     csr.dispatched.eq(ctrl.dispatched)]
 
         # Controller to engines.
         engines = (ctrl.load, load), (ctrl.compute, compute), (ctrl.store, store)

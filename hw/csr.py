@@ -62,10 +62,11 @@ offset  name                access  reset        meaning
                                                  ``0x208 + 16 * p``
 ======  ==================  ======  ===========  ==============================================
 
-A ``_LO``/``_HI`` pair is one 64-bit quantity, LO at the lower offset. Addresses (PROG_ADDR,
-the protection windows) implement ``cfg.addr_width`` bits. The outputs follow the registers
-at once, so the host writes them while the accelerator is idle; the accelerator decides
-when it samples them.
+In the accelerator, STATE, TOKENS and DISPATCHED come through a register: they show the
+state of the cycle before. A ``_LO``/``_HI`` pair is one 64-bit quantity, LO at the lower
+offset. Addresses (PROG_ADDR, the protection windows) implement ``cfg.addr_width`` bits.
+The outputs follow the registers at once, so the host writes them while the accelerator is
+idle; the accelerator decides when it samples them.
 
 Performance counters count only in cycles with ``busy`` high, clear when START takes
 effect (so they describe the last run), wrap at ``2**64`` and ignore SOFT_RESET. Reading a

@@ -140,12 +140,14 @@ class Realigner(wiring.Component):
                 m.next = "RUN"
 
         def stripe():
-            # one input stripe in, one output stripe out
-            with m.If(self.i.valid & plan.valid & out_ready):
+            # one input stripe in, one output stripe out; ready from registers alone, so the
+            # producer's valid does not come back to it as ready in the same cycle
+            with m.If(plan.valid & out_ready):
                 m.d.comb += self.i.ready.eq(1)
-                m.d.sync += prev.eq(rot)
-                emit(rot)
-                after_input()
+                with m.If(self.i.valid):
+                    m.d.sync += prev.eq(rot)
+                    emit(rot)
+                    after_input()
 
         m.d.comb += CopyDescriptor.side(planner.desc.payload, self.desc.payload, "dst")
         with m.FSM():

@@ -92,3 +92,28 @@ def test_copies_back_to_back(ports):
                        "dst_stride": row_bytes})
     when = run_copies(cfg, copies, memory, None, 0.0)
     assert when == list(range(when[0], when[0] + len(when)))
+
+
+def test_ready_does_not_wait_for_valid():
+    """Waiting for a stripe it can take, the realigner is ready whether one is offered or
+    not: its ready comes from its own registers, never back from the producer's valid."""
+    cfg = AccelConfig(name="r", mem_ports=1, port_width=64, addr_width=20)
+    dut = Realigner(cfg)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.desc.payload, {"src": 3, "dst": 5, "rows": 2, "row_bytes": 20,
+                                   "src_stride": 20, "dst_stride": 20})
+        ctx.set(dut.desc.valid, 1)
+        await ctx.tick().until(dut.desc.ready)
+        ctx.set(dut.desc.valid, 0)
+        for _ in range(4):
+            await ctx.tick()
+            seen.append(ctx.get(dut.i.ready))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen[1:] == [1, 1, 1], seen
