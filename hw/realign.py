@@ -41,7 +41,8 @@ class Realigner(wiring.Component):
     -------
     desc : In(stream.Signature(CopyDescriptor))
     i : In(stream.Signature(Beat))
-        Source stripes (as the read engine delivers them).
+        Source stripes (as the read engine delivers them). ``i.ready`` does not depend on
+        ``i.valid``.
     o : Out(stream.Signature(Beat))
         Destination stripes, masks, ``last`` and ``end`` from the destination.
     """
@@ -140,8 +141,8 @@ class Realigner(wiring.Component):
                 m.next = "RUN"
 
         def stripe():
-            # one input stripe in, one output stripe out; ready from registers alone, so the
-            # producer's valid does not come back to it as ready in the same cycle
+            # one input stripe in, one output stripe out; ready does not depend on valid, so
+            # the producer's valid does not come back to it as ready in the same cycle
             with m.If(plan.valid & out_ready):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
